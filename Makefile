@@ -1,0 +1,34 @@
+# tg-llava-eval: `make setup` builds .venv once; `make test` and `make demo` use it.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_INDEX := --extra-index-url file:///opt/pypi/simple --extra-index-url file:///opt/pypi-more/simple --find-links /opt/wheels
+CONSTRAINTS := requirements/constraints.txt
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/tg_llava_eval/torch_extensions
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test test-fast demo bench clean-venv lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements/*.txt
+	bash tools/setup_venv.sh $(VENV)
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q tests/unit
+
+demo: setup
+	$(VENV)/bin/tg-llava-eval demo --out demo_out
+
+bench: setup
+	$(PY) bench/inference.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Adapters that drop TG-LLaVA into VLMEvalKit and lmms-eval (import nothing heavy here)."""
