@@ -1,0 +1,134 @@
+"""The text guide: which text steers the vision side (TG-FOM and TG-DP) and how it is tokenised.
+
+Which text (reference ``tg_llava_architecture.md`` §6, golden strings ``*_text_guide`` in
+``prompts_golden.json``):
+
+* training — the **last human turn** of the raw sample (the official loop overwrites the guide for
+  every human turn), before any template processing, with ``<image>`` deleted and outer whitespace
+  stripped; inner whitespace is kept. In multi-turn data this is the final question, not the one
+  carrying the image (an official quirk, reproduced);
+* inference — the user's question with the markers deleted and stripped (the official runner).
+
+Tokenisation: the guide tower's CLIP tokenizer with its specials (``<|startoftext|> ... <|endoftext|>``).
+A guide longer than the tower's positions (``guide_max_length``, 77) is cut to
+``guide_max_length - 1`` tokens plus the EOS, with a logged note. The official code instead cuts
+after padding in training (losing the EOS) and not at all in its runner (overflowing CLIP's
+positions); keeping the EOS keeps CLIP's EOS pooling meaningful.
+
+Padding (right, with the CLIP pad token, 49407 for the real vocabulary) and the mask, selected by
+``guide_padding`` (``TGLlavaConfig.guide_padding``):
+
+* ``"masked"`` (default): ``guide_attention_mask`` is 1 on real tokens, 0 on pads. A sample's
+  guide then does not depend on the other guides of its batch, so batch size cannot change answers;
+* ``"official"``: the official quirk, ``mask = ids != 0``. Pads are *not* masked (they reach the
+  TG-DP perceiver) and a real token with id 0 (``!`` in CLIP's vocabulary) *is* masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+
+from ..errors import TGLlavaConfigError, TGLlavaInputError
+from .conversation import strip_image_markers
+
+logger = logging.getLogger(__name__)
+
+#: Allowed values of ``guide_padding``.
+GUIDE_PADDING_MODES = ("masked", "official")
+#: In ``"official"`` mode the mask is ``ids != OFFICIAL_MASKED_ID`` (the official ``ids.ne(0)``).
+OFFICIAL_MASKED_ID = 0
+
+
+def training_guide_text(conversations: Sequence[dict], image_token: str) -> str:
+    """The official training guide: the last human turn, markers deleted, outer whitespace stripped.
+
+    Args:
+        conversations: Raw LLaVA-format turns ``{"from": "human"|"gpt", "value": str}``.
+        image_token: The image marker, ``"<image>"``.
+
+    Returns:
+        The guide string, e.g. ``"What colour is the table?"`` for a two-turn sample.
+
+    Raises:
+        TGLlavaInputError: no human turn, or the last human turn is empty once markers are removed.
+    """
+    human_turns = [(index, turn["value"]) for index, turn in enumerate(conversations) if turn.get("from") == "human"]
+    if not human_turns:
+        raise TGLlavaInputError("the conversation has no human turn to take the guide text from")
+    index, value = human_turns[-1]
+    guide = strip_image_markers(value, image_token)
+    if not guide:
+        raise TGLlavaInputError(f"empty question: human turn {index} has no text besides image markers")
+    return guide
+
+
+def inference_guide_text(question: str, image_token: str) -> str:
+    """The official inference guide: the question with markers deleted, outer whitespace stripped.
+
+    Raises:
+        TGLlavaInputError: the question is empty once markers and whitespace are removed.
+    """
+    guide = strip_image_markers(question, image_token)
+    if not guide:
+        raise TGLlavaInputError(f"empty question: {question!r} has no text besides image markers")
+    return guide
+
+
+def tokenize_guide(tokenizer, text: str, max_length: int) -> list[int]:
+    """CLIP-tokenise one guide, truncated to ``max_length`` with the EOS kept.
+
+    Args:
+        tokenizer: The guide tower's CLIP tokenizer (adds ``<|startoftext|>``/``<|endoftext|>``).
+        text: The guide text.
+        max_length: The guide tower's position count (``config.guide_max_length``, 77).
+
+    Returns:
+        At most ``max_length`` ids, the last one the EOS.
+
+    Raises:
+        TGLlavaInputError: the text is empty.
+    """
+    if not text.strip():
+        raise TGLlavaInputError("empty guide text")
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    if len(ids) > max_length:
+        logger.info(
+            "guide text has %d CLIP tokens; keeping the first %d and the end-of-text token (guide tower "
+            "max length %d): %.60r...", len(ids), max_length - 1, max_length, text,
+        )
+        ids = ids[: max_length - 1] + [tokenizer.eos_token_id]
+    return ids
+
+
+def pad_guides(guides: Sequence[Sequence[int]], pad_token_id: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad guide token lists to the longest and build the mask for ``mode``.
+
+    Args:
+        guides: One id list per sample (from :func:`tokenize_guide`).
+        pad_token_id: The guide tokenizer's pad id.
+        mode: ``"masked"`` or ``"official"`` (see the module docstring).
+
+    Returns:
+        ``guide_input_ids [B, Lg]`` and ``guide_attention_mask [B, Lg]``, int64, ``Lg`` = the
+        longest guide.
+
+    Raises:
+        TGLlavaConfigError: unknown ``mode``.
+        TGLlavaInputError: no guides, or an empty one.
+    """
+    if mode not in GUIDE_PADDING_MODES:
+        raise TGLlavaConfigError(f"guide_padding must be one of {GUIDE_PADDING_MODES}, got {mode!r}")
+    if not guides or any(len(ids) == 0 for ids in guides):
+        raise TGLlavaInputError("pad_guides needs at least one guide and no empty guide")
+    length = max(len(ids) for ids in guides)
+    input_ids = torch.full((len(guides), length), pad_token_id, dtype=torch.long)
+    real = torch.zeros((len(guides), length), dtype=torch.long)
+    for row, ids in enumerate(guides):
+        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        real[row, : len(ids)] = 1
+    if mode == "masked":
+        return input_ids, real
+    return input_ids, (input_ids != OFFICIAL_MASKED_ID).long()
