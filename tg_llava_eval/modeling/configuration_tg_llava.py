@@ -127,6 +127,8 @@ class TGLlavaConfig(PreTrainedConfig):
         template: Name of the conversation template (``plain``, ``vicuna_v1``, ``llama_3``,
             ``qwen_2``).
         tie_word_embeddings: Whether the LLM ties input and output embeddings.
+        variant: Name of the preset this config was built from (``tg_llava_eval.variants``),
+            recorded for result tables; ``None`` for hand-made configs.
         initializer_range: Std of the normal init of TG-FOM's queries and TG-DP's latents (0.02,
             official).
 
@@ -169,6 +171,7 @@ class TGLlavaConfig(PreTrainedConfig):
     template: str = "vicuna_v1"
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
+    variant: str | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "official_parity"
+FIXTURES = Path(__import__("os").environ.get("TG_LLAVA_SHARED", Path(__file__).resolve().parents[3].parent / "shared")) / "fixtures" / "official_parity"
 PRIME = 10007
 
 

@@ -1,0 +1,46 @@
+"""Shared fixtures: offline environment, the shared/ folder, tiny checkpoints built locally."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No hub, ever: every test builds its models and tokenizers locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: ../shared beside the repository (override with TG_LLAVA_SHARED).
+SHARED = Path(os.environ.get("TG_LLAVA_SHARED", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"the shared/ folder is missing at {SHARED} (set TG_LLAVA_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(shared_dir) -> Path:
+    return shared_dir / "fixtures" / "official_parity"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-init ``tiny`` TG-LLaVA checkpoint (seed 0), written once per session."""
+    from tg_llava_eval.create import create_checkpoint
+
+    return create_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline_checkpoint(tmp_path_factory) -> Path:
+    """A random-init ``tiny-baseline`` (LLaVA-1.5 switches) checkpoint (seed 0)."""
+    from tg_llava_eval.create import create_checkpoint
+
+    return create_checkpoint("tiny-baseline", tmp_path_factory.mktemp("ckpt") / "tiny-baseline", seed=0)
