@@ -1,1 +1,16 @@
-"""Placeholder; filled in by its issue."""
+"""Training of TG-LLaVA: the two-stage recipe of the paper on HF ``Trainer`` + DeepSpeed.
+
+Modules (imported on demand, so that e.g. the synthetic data generator never imports torch):
+
+* :mod:`.synthetic` (+ ``synthetic_scenes``, ``synthetic_questions``, ``synthetic_lmms_utils``):
+  a deterministic synthetic vision-language dataset in LLaVA JSON, VLMEvalKit TSV and lmms-eval
+  task formats, for smoke runs, tests and the demo;
+* :mod:`.data`: LLaVA conversation JSON, lazy dataset, modality-length grouping, collator
+  (all preprocessing through ``TGLlavaProcessor``), bad-row accounting;
+* :mod:`.stages`: the per-stage trainable module groups and the parameter table;
+* :mod:`.recipe`: typed stage configs (``pretrain`` / ``finetune``) with the paper's defaults;
+* :mod:`.checkpoints`: stage-1 adapter export (safetensors + manifest) and strict loading;
+* :mod:`.trainer`: the training run (``run_stage``), used by ``tg-llava-eval train``.
+
+ZeRO-2/ZeRO-3 DeepSpeed configs ship as package data in ``deepspeed_configs/``.
+"""

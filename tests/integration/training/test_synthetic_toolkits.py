@@ -126,9 +126,10 @@ def test_lmms_eval_task_manager_builds_the_local_tasks(dataset, tmp_path, monkey
                 choices = task.doc_to_choice(doc)
                 label = task.doc_to_target(doc)
                 assert choices[label] == doc["answer_text"]
-                scores = [(-1.0 if i == label else -5.0, i == label) for i in range(len(choices))]
+                # lmms-eval's multiple_choice takes the argmin: models return a loss (mean NLL).
+                scores = [(1.0 if i == label else 5.0, i == label) for i in range(len(choices))]
                 assert task.process_results(doc, scores)["acc"] == 1.0
-                wrong = [(-5.0 if i == label else -1.0, False) for i in range(len(choices))]
+                wrong = [(5.0 if i == label else 1.0, False) for i in range(len(choices))]
                 assert task.process_results(doc, wrong)["acc"] == 0.0
                 continue
             assert task.OUTPUT_TYPE == "generate_until"
