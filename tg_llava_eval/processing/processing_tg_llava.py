@@ -25,6 +25,8 @@ project templates, which ``ProcessorMixin``'s auto-loading does not model.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import logging
 import os
@@ -43,6 +45,7 @@ from .conversation import (
     USER,
     ConversationTemplate,
     Message,
+    Segment,
     count_image_markers,
     get_template,
     messages_from_llava,
@@ -519,6 +522,19 @@ class TGLlavaProcessor:
         """
         return self.image_preprocessor(image, source=source)
 
+    def pad_input_ids(self, rows: Sequence[Sequence[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad already-tokenised LLM rows (e.g. from :meth:`tokenize_prompt`) into ``input_ids`` and
+        ``attention_mask`` ``[B, L]``, on ``side`` (``"left"`` for generation)."""
+        if side not in PADDING_SIDES:
+            raise TGLlavaInputError(f"padding side must be one of {PADDING_SIDES}, got {side!r}")
+        return self._pad_llm(rows, side)
+
+    def with_template(self, template: str) -> "TGLlavaProcessor":
+        """A copy of this processor that renders prompts with another conversation template."""
+        clone = copy.copy(self)
+        clone.template = get_template(template)
+        return clone
+
     def _pad_llm(self, rows: Sequence[Sequence[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``input_ids`` padded with the pad id and the attention mask, ``[B, L]``."""
         input_ids = _pad(rows, self.pad_token_id, side)
@@ -612,41 +628,31 @@ class TGLlavaProcessor:
     # Training
     # ----------------------------------------------------------------------------------------
 
-    def tokenize_training_sample(
-        self,
-        conversations: Sequence[dict],
-        has_image: bool,
-        max_length: int | None = None,
-    ) -> TrainingSample:
-        """Tokenise one LLaVA-format training sample with labels and its guide.
+    def training_segments(self, conversations: Sequence[dict], has_image: bool) -> list[Segment]:
+        """Validate a LLaVA-format sample and render it into labelled template segments.
 
-        Steps (official rules, reference §4.2, §5, §6): validate the turns; take the guide from the
-        raw last human turn; move ``<image>`` to the front of its turn; render the template's
-        segments; tokenise them with the in-context prefix check (:func:`tokenize_segments`);
-        expand the image token; truncate to ``max_length`` *after* the expansion (as the official
-        code).
+        The official steps before tokenisation: ``<image>`` is moved to the front of its turn
+        (``preprocess_multimodal``), then the template renders the turns (``plain`` replaces the
+        human text by the marker). ``"".join(s.text for s in segments)`` is the exact string the
+        official training code tokenizes (golden-tested).
 
         Args:
             conversations: ``[{"from": "human"|"gpt", "value": str}, ...]``, alternating, starting
                 with ``human`` and ending with ``gpt``.
-            has_image: Whether the sample has an image (exactly one ``<image>`` marker then, none
-                otherwise).
-            max_length: Longest ``input_ids`` kept (``None`` = no limit).
+            has_image: Whether the sample has an image (exactly one ``<image>`` marker, in a human
+                turn, then; none otherwise).
 
         Returns:
-            A :class:`TrainingSample`.
+            The segments, supervised ones being the answers with their end separators.
 
         Raises:
-            LabelMismatchError: a segment boundary splits a token (skip the sample).
             TGLlavaInputError: empty conversation, unknown role (named with its index), wrong turn
-                order, empty question, marker/image mismatch, ``plain`` with more than one
-                exchange, truncation inside the image tokens or no supervised token left.
+                order, empty question, marker/image mismatch, ``plain`` with more than one exchange.
         """
         messages = messages_from_llava(conversations)
         for index, message in enumerate(messages):
             if message.role == USER and not strip_image_markers(message.text, self.image_token):
                 raise TGLlavaInputError(f"empty question in human turn {index}: {message.text!r}")
-        guide_text = training_guide_text(conversations, self.image_token)
         counts = [count_image_markers(message.text, self.image_token) for message in messages]
         expected = 1 if has_image else 0
         if sum(counts) != expected or (has_image and messages[counts.index(1)].role != USER):
@@ -657,8 +663,39 @@ class TGLlavaProcessor:
         if has_image:
             target = counts.index(1)
             messages[target] = Message(USER, move_image_marker_to_front(messages[target].text, self.image_token))
-        segments = self.template.segments(messages, add_generation_prompt=False, image_token=self.image_token)
+        return self.template.segments(messages, add_generation_prompt=False, image_token=self.image_token)
+
+    def tokenize_training_sample(
+        self,
+        conversations: Sequence[dict],
+        has_image: bool,
+        max_length: int | None = None,
+    ) -> TrainingSample:
+        """Tokenise one LLaVA-format training sample with labels and its guide.
+
+        Steps (official rules, reference §4.2, §5, §6): :meth:`training_segments`; the guide from
+        the raw last human turn; tokenisation of the segments with the in-context prefix check
+        (:func:`tokenize_segments`); image-token expansion; truncation to ``max_length`` *after*
+        the expansion (as the official code).
+
+        Args:
+            conversations: ``[{"from": "human"|"gpt", "value": str}, ...]`` (see
+                :meth:`training_segments`).
+            has_image: Whether the sample has an image.
+            max_length: Longest ``input_ids`` kept (``None`` = no limit).
+
+        Returns:
+            A :class:`TrainingSample`.
+
+        Raises:
+            LabelMismatchError: a segment boundary splits a token (skip and count the sample).
+            TGLlavaInputError: everything :meth:`training_segments` rejects, truncation inside the
+                image tokens, or no supervised token left.
+        """
+        segments = self.training_segments(conversations, has_image)
+        guide_text = training_guide_text(conversations, self.image_token)
         input_ids, labels = tokenize_segments(self.tokenizer, segments)
+        expected = 1 if has_image else 0
         if input_ids.count(self.image_token_id) != expected:
             raise TGLlavaInputError(f"the tokenizer did not encode {self.image_token!r} as its special token")
         input_ids, labels = expand_image_tokens(input_ids, self.image_token_id, self.num_image_tokens, labels)
