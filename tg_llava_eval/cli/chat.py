@@ -1,0 +1,36 @@
+"""``tg-llava-eval chat``: one-off question about an image."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "ask a checkpoint one question about an image"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", help="the question (the text guide is the question without <image>)")
+    parser.add_argument("--model", required=True, help="checkpoint directory")
+    parser.add_argument("--image", help="image file (omit for a text-only question)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--template", default=None, help="override the checkpoint's conversation template")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import GenerationRequest, TGLlavaEngine
+
+    engine = TGLlavaEngine.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)
+    request = GenerationRequest(
+        prompt=args.question,
+        images=[args.image] if args.image else [],
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+    )
+    (result,) = engine.generate([request])
+    if result.error:
+        print(f"error: {result.error}")
+        return 1
+    print(result.text)
+    return 0
