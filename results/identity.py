@@ -1,0 +1,238 @@
+"""Model identity: toolkit model name -> (variant, method, LLM, ablation switches).
+
+Score files name models the way their toolkit does (a VLMEvalKit preset such as
+``TG-LLaVA-Qwen2-7B``, an lmms-eval ``pretrained=`` path). Tables need the project's identity of
+the model. It is resolved from declared data only — never from substrings of names (STYLE rule 6):
+
+1. an explicit user mapping (a CSV ``model,variant[,method,llm]``, exact model names);
+2. the run manifest ``tg_llava_run.json`` next to the outputs (:mod:`.manifest`);
+3. lmms-eval's ``variant=`` model argument;
+4. the declared preset table :data:`MODEL_PRESETS` (our VLMEvalKit preset names) and the variant ids
+   themselves (a model folder named ``tg-llava-qwen2-7b`` is that variant).
+
+The variant then gives method, LLM and the ablation switches through :data:`VARIANTS`, unless
+the mapping or manifest overrides them. A model that nothing identifies keeps an empty variant;
+collect logs one warning per such model (its records are kept, never dropped).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from tg_llava_eval.results.errors import ResultFileError
+from tg_llava_eval.results.manifest import RunManifest
+
+logger = logging.getLogger(__name__)
+
+METHOD_TG_LLAVA = "TG-LLaVA"
+METHOD_LLAVA_15 = "LLaVA-1.5"
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """What a project variant is.
+
+    Attributes:
+        method: ``TG-LLaVA`` or ``LLaVA-1.5`` (the baseline of the same code, both switches off).
+        llm: Canonical LLM label (see :data:`LLM_ALIASES`).
+        text_guided_mask: Whether TG-FOM is on (``use_text_guided_mask``).
+        detail_perceiver: Whether TG-DP is on (``use_detail_perceiver``).
+    """
+
+    method: str
+    llm: str
+    text_guided_mask: bool
+    detail_perceiver: bool
+
+    @property
+    def is_full_model(self) -> bool:
+        """Both TG switches on: the model the ablations are compared with."""
+        return self.text_guided_mask and self.detail_perceiver
+
+
+def _family(tg_name: str, baseline_name: str, llm: str) -> dict[str, VariantInfo]:
+    """The four variants of one LLM: full TG-LLaVA, its two ablations, and the LLaVA-1.5 baseline."""
+    return {
+        tg_name: VariantInfo(METHOD_TG_LLAVA, llm, True, True),
+        f"{tg_name}-no-fom": VariantInfo(METHOD_TG_LLAVA, llm, False, True),
+        f"{tg_name}-no-dp": VariantInfo(METHOD_TG_LLAVA, llm, True, False),
+        baseline_name: VariantInfo(METHOD_LLAVA_15, llm, False, False),
+    }
+
+
+#: The project's variants (the names of ``tg_llava_eval``'s model presets).
+VARIANTS: dict[str, VariantInfo] = {
+    **_family("tg-llava-vicuna-13b", "llava-1.5-vicuna-13b", "Vicuna-13B"),
+    **_family("tg-llava-llama3-8b", "llava-1.5-llama3-8b", "Llama-3-8B"),
+    **_family("tg-llava-qwen2-7b", "llava-1.5-qwen2-7b", "Qwen2-7B"),
+    **_family("tiny", "tiny-baseline", "tiny"),
+}
+
+#: The three LLMs of the paper's main table, in display order.
+MAIN_LLMS = ("Vicuna-13B", "Llama-3-8B", "Qwen2-7B")
+
+#: Toolkit model names that identify a variant: our VLMEvalKit presets (``model_wrappers``).
+#: ``tg_llava`` (the generic preset, checkpoint given on the command line) is deliberately absent:
+#: its variant comes from the run manifest.
+MODEL_PRESETS: dict[str, str] = {
+    "TG-LLaVA-Vicuna-13B": "tg-llava-vicuna-13b",
+    "TG-LLaVA-Llama3-8B": "tg-llava-llama3-8b",
+    "TG-LLaVA-Qwen2-7B": "tg-llava-qwen2-7b",
+    "LLaVA-1.5-Vicuna-13B-TG": "llava-1.5-vicuna-13b",
+    "LLaVA-1.5-Llama3-8B-TG": "llava-1.5-llama3-8b",
+    "LLaVA-1.5-Qwen2-7B-TG": "llava-1.5-qwen2-7b",
+}
+
+#: LLM names as publications write them -> the canonical labels used in tables.
+LLM_ALIASES: dict[str, str] = {
+    "Vicuna-13B-v1.5": "Vicuna-13B",
+    "Vicuna-7B-v1.5": "Vicuna-7B",
+    "Meta-Llama-3-8B-Instruct": "Llama-3-8B",
+    "Llama-3-8B-Instruct": "Llama-3-8B",
+    "Qwen2-7B-Instruct": "Qwen2-7B",
+}
+
+
+def canonical_llm(name: str) -> str:
+    """Canonical LLM label for ``name`` (unchanged when :data:`LLM_ALIASES` does not list it)."""
+    return LLM_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The resolved identity of a toolkit model.
+
+    Attributes:
+        variant: Project variant id, ``""`` if unknown.
+        method: Method label, ``""`` if unknown.
+        llm: Canonical LLM label, ``""`` if unknown.
+        resolved_by: Which rule decided (``mapping``, ``manifest``, ``model_args``, ``preset``,
+            ``variant-name`` or ``unknown``), for logs and docs.
+    """
+
+    variant: str
+    method: str
+    llm: str
+    resolved_by: str
+
+
+@dataclass(frozen=True)
+class MappingEntry:
+    """One row of a user model mapping (empty method/llm = from the variant table)."""
+
+    variant: str
+    method: str = ""
+    llm: str = ""
+
+
+def read_model_mapping(path: str | Path) -> dict[str, MappingEntry]:
+    """Read a user mapping CSV with columns ``model,variant`` and optional ``method,llm``.
+
+    Args:
+        path: The CSV file.
+
+    Returns:
+        ``{toolkit model name: MappingEntry}``.
+
+    Raises:
+        ResultFileError: Unreadable file, missing columns, an empty model or variant, or a model
+            listed twice (named by line).
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [c for c in ("model", "variant") if c not in header]
+            if missing:
+                raise ResultFileError(path, f"missing column(s) {missing}; a model mapping needs model,variant[,method,llm]")
+            mapping: dict[str, MappingEntry] = {}
+            for line, row in enumerate(reader, start=2):
+                model = (row.get("model") or "").strip()
+                variant = (row.get("variant") or "").strip()
+                if not model or not variant:
+                    raise ResultFileError(path, f"line {line}: 'model' and 'variant' must not be empty")
+                if model in mapping:
+                    raise ResultFileError(path, f"line {line}: model {model!r} is mapped twice")
+                mapping[model] = MappingEntry(
+                    variant=variant,
+                    method=(row.get("method") or "").strip(),
+                    llm=canonical_llm((row.get("llm") or "").strip()),
+                )
+    except OSError as error:
+        raise ResultFileError(path, f"cannot read model mapping: {error}") from None
+    return mapping
+
+
+def resolve_identity(
+    model: str,
+    *,
+    mapping: Mapping[str, MappingEntry] | None = None,
+    manifest: RunManifest | None = None,
+    model_args_variant: str = "",
+    aliases: tuple[str, ...] = (),
+) -> ModelIdentity:
+    """Resolve a toolkit model name to a :class:`ModelIdentity` (rules in the module docstring).
+
+    Args:
+        model: The toolkit's model name.
+        mapping: User mapping (from :func:`read_model_mapping`).
+        manifest: The run manifest found next to the output, if any.
+        model_args_variant: lmms-eval's ``variant=`` model argument, if any.
+        aliases: Other exact names of the same model to try in the mapping and preset table
+            (lmms-eval's ``model_name_sanitized``).
+
+    Returns:
+        The identity; ``variant == ""`` when nothing identifies the model.
+    """
+    names = (model, *aliases)
+    mapping = mapping or {}
+    for name in names:
+        if name in mapping:
+            entry = mapping[name]
+            return _complete(entry.variant, entry.method, entry.llm, "mapping")
+    if manifest is not None:
+        return _complete(manifest.variant, manifest.method, canonical_llm(manifest.llm), "manifest")
+    if model_args_variant:
+        return _complete(model_args_variant, "", "", "model_args")
+    for name in names:
+        if name in MODEL_PRESETS:
+            return _complete(MODEL_PRESETS[name], "", "", "preset")
+        if name in VARIANTS:
+            return _complete(name, "", "", "variant-name")
+    return ModelIdentity("", "", "", "unknown")
+
+
+def _complete(variant: str, method: str, llm: str, resolved_by: str) -> ModelIdentity:
+    """Fill method/LLM from :data:`VARIANTS` where not given explicitly."""
+    info = VARIANTS.get(variant)
+    if info is not None:
+        method = method or info.method
+        llm = llm or info.llm
+    return ModelIdentity(variant, method, llm, resolved_by)
+
+
+def variant_switches(variant: str, manifest: RunManifest | None = None) -> VariantInfo | None:
+    """Method/LLM/switches of a variant: the manifest's ``switches`` override the table.
+
+    Returns:
+        The info, or ``None`` when the variant is unknown and the manifest does not declare both
+        switches.
+    """
+    info = VARIANTS.get(variant)
+    if manifest is not None and manifest.switches:
+        switches = dict(manifest.switches)
+        if info is not None:
+            switches = {"text_guided_mask": info.text_guided_mask, "detail_perceiver": info.detail_perceiver, **switches}
+        if set(switches) >= {"text_guided_mask", "detail_perceiver"}:
+            return VariantInfo(
+                method=manifest.method or (info.method if info else METHOD_TG_LLAVA),
+                llm=canonical_llm(manifest.llm) or (info.llm if info else ""),
+                text_guided_mask=switches["text_guided_mask"],
+                detail_perceiver=switches["detail_perceiver"],
+            )
+    return info

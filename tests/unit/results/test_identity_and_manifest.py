@@ -1,0 +1,113 @@
+"""Model identity from declared tables, user mappings and run manifests (never name substrings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tg_llava_eval.results import RunManifest, ResultFileError, read_model_mapping, read_run_manifest, resolve_identity, write_run_manifest
+from tg_llava_eval.results.identity import VARIANTS, variant_switches
+from tg_llava_eval.results.manifest import MANIFEST_NAME, find_run_manifest
+
+
+def test_variant_table_covers_the_project_variants():
+    for llm_name, llm in (("vicuna-13b", "Vicuna-13B"), ("llama3-8b", "Llama-3-8B"), ("qwen2-7b", "Qwen2-7B")):
+        tg = f"tg-llava-{llm_name}"
+        assert VARIANTS[tg].is_full_model and VARIANTS[tg].llm == llm
+        assert (VARIANTS[f"{tg}-no-fom"].text_guided_mask, VARIANTS[f"{tg}-no-fom"].detail_perceiver) == (False, True)
+        assert (VARIANTS[f"{tg}-no-dp"].text_guided_mask, VARIANTS[f"{tg}-no-dp"].detail_perceiver) == (True, False)
+        assert VARIANTS[f"llava-1.5-{llm_name}"].method == "LLaVA-1.5"
+    assert {"tiny", "tiny-baseline", "tiny-no-fom", "tiny-no-dp"} <= set(VARIANTS)
+
+
+def test_resolution_order():
+    manifest = RunManifest(variant="tg-llava-qwen2-7b-no-dp")
+    # Preset table and exact variant names.
+    assert resolve_identity("TG-LLaVA-Qwen2-7B").variant == "tg-llava-qwen2-7b"
+    assert resolve_identity("tiny-no-fom").resolved_by == "variant-name"
+    # The generic preset is not identified by its name...
+    assert resolve_identity("tg_llava").variant == ""
+    # ...but by lmms-eval's variant= argument, the manifest, or a mapping, in increasing priority.
+    assert resolve_identity("tg_llava", model_args_variant="tiny").variant == "tiny"
+    assert resolve_identity("tg_llava", manifest=manifest, model_args_variant="tiny").variant == "tg-llava-qwen2-7b-no-dp"
+    from tg_llava_eval.results.identity import MappingEntry
+
+    mapped = resolve_identity("tg_llava", mapping={"tg_llava": MappingEntry("tiny-baseline")}, manifest=manifest)
+    assert (mapped.variant, mapped.method, mapped.llm, mapped.resolved_by) == ("tiny-baseline", "LLaVA-1.5", "tiny", "mapping")
+
+
+def test_no_substring_matching():
+    # Names that merely contain a variant or preset name are not that model.
+    assert resolve_identity("my-TG-LLaVA-Qwen2-7B-copy").variant == ""
+    assert resolve_identity("tg-llava-qwen2-7b-finetuned").variant == ""
+
+
+def test_aliases_are_exact_alternatives():
+    assert resolve_identity("ckpts/x", aliases=("ckpts__x", "tiny")).variant == "tiny"
+
+
+def test_model_mapping_csv(tmp_path):
+    path = tmp_path / "models.csv"
+    path.write_text("model,variant,method,llm\nckpts/run7,my-variant,MyMethod,Qwen2-7B-Instruct\ntg_llava,tiny,,\n")
+    mapping = read_model_mapping(path)
+    identity = resolve_identity("ckpts/run7", mapping=mapping)
+    assert (identity.variant, identity.method, identity.llm) == ("my-variant", "MyMethod", "Qwen2-7B")
+    assert resolve_identity("tg_llava", mapping=mapping).method == "TG-LLaVA"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name,variant\na,b\n", r"missing column\(s\) \['model'\]"),
+        ("model,variant\na,\n", "line 2: 'model' and 'variant' must not be empty"),
+        ("model,variant\na,tiny\na,tiny-baseline\n", "line 3: model 'a' is mapped twice"),
+    ],
+)
+def test_bad_model_mapping(tmp_path, text, message):
+    path = tmp_path / "models.csv"
+    path.write_text(text)
+    with pytest.raises(ResultFileError, match=message):
+        read_model_mapping(path)
+
+
+def test_manifest_round_trip_and_lookup(tmp_path):
+    manifest = RunManifest(
+        variant="tiny-no-dp", toolkit="vlmevalkit", toolkit_version="0.0.20", model_name="tg_llava",
+        checkpoint="ckpts/tiny", created_at="2026-01-01T00:00:00+00:00", switches={"detail_perceiver": False},
+    )
+    run_dir = tmp_path / "work" / "tg_llava" / "T20260101-000000"
+    path = write_run_manifest(tmp_path / "work" / "tg_llava", manifest)
+    assert path.name == MANIFEST_NAME and json.loads(path.read_text())["schema_version"] == 1
+    assert read_run_manifest(path) == manifest
+    run_dir.mkdir()
+    assert find_run_manifest(run_dir, stop=tmp_path / "work" / "tg_llava") == path
+    assert find_run_manifest(run_dir) is None  # without a stop, only the folder itself
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "must be a JSON object"),
+        ({"variant": "tiny"}, "schema_version must be 1"),
+        ({"schema_version": 1}, "'variant' is required"),
+        ({"schema_version": 1, "variant": "tiny", "checkpoint": 3}, "'checkpoint' must be a string"),
+        ({"schema_version": 1, "variant": "tiny", "switches": {"fom": True}}, "'switches' must map"),
+        ({"schema_version": 1, "variant": "tiny", "color": "x"}, r"unknown manifest key\(s\) \['color'\]"),
+    ],
+)
+def test_bad_manifests(tmp_path, data, message):
+    path = tmp_path / MANIFEST_NAME
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match=message):
+        read_run_manifest(path)
+
+
+def test_manifest_switches_define_unknown_variants():
+    manifest = RunManifest(variant="my-ablation", llm="Qwen2-7B-Instruct", switches={"text_guided_mask": False, "detail_perceiver": True})
+    info = variant_switches("my-ablation", manifest)
+    assert (info.method, info.llm, info.text_guided_mask, info.detail_perceiver) == ("TG-LLaVA", "Qwen2-7B", False, True)
+    assert variant_switches("my-ablation") is None
+    # A known variant's switches can be overridden one at a time.
+    override = variant_switches("tiny", RunManifest(variant="tiny", switches={"detail_perceiver": False}))
+    assert (override.text_guided_mask, override.detail_perceiver) == (True, False)
