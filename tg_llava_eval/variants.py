@@ -111,7 +111,7 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
         text_config=dict(
             model_type="qwen2", vocab_size=1024, hidden_size=64, intermediate_size=128,
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=512, rms_norm_eps=1e-6, rope_theta=10000.0,
+            max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0,
             tie_word_embeddings=False,
         ),
         image_token_id=1023,
