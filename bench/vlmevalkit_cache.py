@@ -1,0 +1,143 @@
+"""Benchmark: a VLMEvalKit MCQ benchmark with the vision-feature cache on vs off; prints one JSON object.
+
+The benchmark is a local 64-question MCQ table with 4 questions per image (16 images), the shape of
+MMBench's circular evaluation, where every image comes back once per rotated option order.
+VLMEvalKit dumps each row's image to its own file (``<index>.png``), so the cache — keyed by image
+content — is what lets the frozen vision tower run once per image instead of once per question.
+
+What is timed: VLMEvalKit's own inference loop (``vlmeval.inference.infer_data_job``, the function
+``run.py`` calls per dataset) plus exact-matching evaluation, on the real ``CustomMCQDataset``, for
+two ``TGLLaVA`` instances that differ only in ``cache_vision``. Model loading and a short warm-up
+(on other images) are outside the timed region. Both settings are measured in the same process,
+alternating ``--repeats`` times; the reported figure is the ratio of the medians.
+
+Usage::
+
+    python bench/vlmevalkit_cache.py                       # tiny random checkpoint, CPU
+    python bench/vlmevalkit_cache.py --model-path ckpts/tg-qwen2 --max-new-tokens 1 --repeats 3
+
+Output keys: ``wall_s_cache_off``, ``wall_s_cache_on`` (medians), ``speedup`` (off / on),
+``tower_calls_off``/``tower_calls_on`` and ``cache_hits_on`` (from ``engine.cache_info()``, timed
+runs only), and the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_NAME = "tg_bench_cache"
+WARMUP_NAME = "tg_bench_warmup"
+
+
+def _tiny_datasets():
+    """The deterministic table writer shared with the tests (``tests/data/vlmeval/tiny_datasets.py``)."""
+    spec = importlib.util.spec_from_file_location("tiny_datasets", REPO_ROOT / "tests" / "data" / "vlmeval" / "tiny_datasets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", default=None, help="checkpoint (default: a fresh tiny random one)")
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--per-image", type=int, default=4, help="questions per image")
+    parser.add_argument("--max-new-tokens", type=int, default=1, help="an MCQ answer is one letter")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating off/on measurements")
+    parser.add_argument("--device", default=None)
+    return parser
+
+
+def _timed_benchmark(model, dataset, work_dir: Path, model_name: str) -> float:
+    """Wall seconds of VLMEvalKit's inference loop + exact-matching evaluation of ``dataset``."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp import get_pred_file_path
+
+    work_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    infer_data_job(model, work_dir=str(work_dir), model_name=model_name, dataset=dataset)
+    dataset.evaluate(get_pred_file_path(str(work_dir), model_name, dataset.dataset_name), model="exact_matching", nproc=1)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.questions % args.per_image:
+        raise SystemExit(f"--questions ({args.questions}) must be a multiple of --per-image ({args.per_image})")
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tiny = _tiny_datasets()
+    with tempfile.TemporaryDirectory(prefix="tg_cache_bench_") as tmp:
+        tmp = Path(tmp)
+        lmu = tmp / "LMUData"
+        lmu.mkdir()
+        os.environ["LMUData"] = str(lmu)  # read by VLMEvalKit when it loads/dumps a dataset
+        tiny.write_mcq(lmu, BENCH_NAME, n_images=args.questions // args.per_image, questions_per_image=args.per_image)
+        # warm-up images are the last colours/shapes, disjoint from the benchmark's first ones
+        warmup_rows = tiny.mcq_rows(n_images=2, questions_per_image=1)
+        for row, image in zip(warmup_rows, (15, 14)):
+            row["image"] = tiny.image_b64(image)
+        tiny._write(lmu, WARMUP_NAME, warmup_rows)
+
+        model_path = args.model_path
+        if model_path is None:
+            from tg_llava_eval.create import create_checkpoint
+
+            model_path = str(create_checkpoint("tiny", tmp / "tiny", seed=0))
+
+        from vlmeval.dataset import build_dataset
+
+        from tg_llava_eval.model_wrappers.vlmevalkit import TGLLaVA
+
+        dataset, warmup = build_dataset(BENCH_NAME), build_dataset(WARMUP_NAME)
+        models = {
+            setting: TGLLaVA(model_path, cache_vision=setting == "on", max_new_tokens=args.max_new_tokens, device=args.device)
+            for setting in ("off", "on")
+        }
+        for setting, model in models.items():
+            _timed_benchmark(model, warmup, tmp / f"warmup_{setting}", f"warmup_{setting}")
+        before = {setting: model.engine.cache_info() for setting, model in models.items()}
+        times = {"off": [], "on": []}
+        for repeat in range(args.repeats):
+            for setting, model in models.items():
+                if setting == "on":
+                    # a cold cache each time: the hits come from the 4 questions per image only
+                    model.engine.clear_cache() if hasattr(model.engine, "clear_cache") else None
+                seconds = _timed_benchmark(model, dataset, tmp / f"run{repeat}_{setting}", f"tg_cache_{setting}")
+                times[setting].append(seconds)
+        after = {setting: model.engine.cache_info() for setting, model in models.items()}
+
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    report = {
+        "benchmark": "vlmevalkit_cache",
+        "toolkit": "ms-vlmeval",
+        "questions": args.questions,
+        "questions_per_image": args.per_image,
+        "images": args.questions // args.per_image,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "checkpoint": args.model_path or "tiny (random init)",
+        "device": str(models["on"].engine.device),
+        "wall_s_cache_off": round(off, 3),
+        "wall_s_cache_on": round(on, 3),
+        "speedup": round(off / on, 3),
+        "tower_calls_off": after["off"]["tower_calls"] - before["off"]["tower_calls"],
+        "tower_calls_on": after["on"]["tower_calls"] - before["on"]["tower_calls"],
+        "cache_hits_on": after["on"]["hits"] - before["on"]["hits"],
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

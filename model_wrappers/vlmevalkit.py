@@ -1,0 +1,760 @@
+"""VLMEvalKit adapter: the ``TGLLaVA`` model class, its named presets and :func:`register`.
+
+VLMEvalKit (``ms-vlmeval``, module ``vlmeval``) has no plugin mechanism: a model is whatever
+``vlmeval.config.supported_VLM[name](**kwargs)`` builds. :func:`register` therefore adds our presets
+to that dict *in place* (every VLMEvalKit module holds the same dict object) and exposes the class
+as ``vlmeval.vlm.TGLLaVA`` so a ``--config`` JSON entry may say ``"class": "TGLLaVA"``. No
+VLMEvalKit file is edited or replaced (the official TG-LLaVA release replaced ``llava.py``).
+
+What the class does, and deliberately does not do:
+
+* **Prompts are LLaVA-1.5's.** ``use_custom_prompt`` and ``build_prompt`` are exactly those of
+  VLMEvalKit's ``vlmeval.vlm.LLaVA`` (``build_prompt`` *calls* that installed method): MCQ rows get
+  "hint + question + ``X. option`` lines + *Answer with the option's letter from the given choices
+  directly.*"; every other dataset type (Y/N, VQA, captioning) uses the dataset's own prompt. As in
+  LLaVA-1.5, a dataset name VLMEvalKit does not know is typed ``MCQ`` by ``DATASET_TYPE``, so custom
+  Y/N or VQA sets also get LLaVA's "*Answer the question directly.*" suffix.
+* **No preprocessing here.** The user text and the image path go to
+  :class:`tg_llava_eval.inference.TGLlavaEngine`, which applies the variant's conversation template
+  (``vicuna_v1`` / ``llama_3`` / ``qwen_2``, from the checkpoint's config), derives the text guide
+  (the user text without image markers, cut to the guide tower's 77 CLIP positions), pads, crops and
+  caches the frozen vision tower's features (on by default: MMBench circular passes, MME pairs and
+  POPE re-use images).
+* **Image position.** An image that opens the message (all of VLMEvalKit's image prompts) becomes
+  the official ``<image>\\n`` prefix; an image in the middle of the text keeps its place as a
+  marker. LLaVA-1.5's wrapper instead writes ``" <image> "`` inline and its fixed Vicuna system
+  prompt; ours uses the variant's template, as the official TG-LLaVA runner does.
+* **One image.** TG-LLaVA's text-guided modules are defined for one image. A row with several images
+  (some MMMU/BLINK rows) is *rejected*: its prediction records a clear failure instead of an answer.
+* **Bad rows never stop a run.** A missing or undecodable image, an empty question, a prompt longer
+  than the model's context, ...: the row's prediction becomes
+  ``"Failed to obtain answer: [TG-LLaVA] <reason>"`` (VLMEvalKit's own failure marker, so its run
+  report counts it as an inference failure and exact matching scores it as a miss), a warning with
+  the running count of failed rows is logged, and the next row runs. Failures are deterministic, so
+  a resumed run keeps them instead of re-inferring them (VLMEvalKit only retries API failures).
+* **Generation** follows VLMEvalKit's LLaVA-1.5 wrapper, which uses one setting for every dataset:
+  greedy decoding, ``max_new_tokens=2048``, one beam. A preset (or ``run.py``'s handling of
+  VLMEvalKit's ``--max-tokens`` / ``--temperature`` / ``--top-p``) may override them.
+
+Presets (:data:`PRESETS`) carry no weights: the paper variants need a checkpoint directory
+(``run.py --model-path DIR`` or ``"model_path"`` in a ``--config`` entry). ``tg_llava`` accepts any
+TG-LLaVA checkpoint and reads its variant from ``--variant`` or, failing that, recognises it from the
+checkpoint's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import importlib.metadata
+import logging
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+from PIL import UnidentifiedImageError
+from vlmeval.dataset import DATASET_TYPE
+from vlmeval.smp.file import INFER_FAIL_MSG
+from vlmeval.vlm.base import BaseModel
+from vlmeval.vlm.llava.llava import LLaVA
+
+import tg_llava_eval
+from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
+from tg_llava_eval.inference.requests import GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+#: Name of the class attribute set on ``vlmeval.vlm`` so that ``--config`` can say ``"class": "TGLLaVA"``.
+CLASS_NAME = "TGLLaVA"
+#: Prefix of every failed row's prediction. It contains VLMEvalKit's ``INFER_FAIL_MSG``
+#: ("Failed to obtain answer"), which its run report counts as an inference failure.
+FAILURE_PREFIX = f"{INFER_FAIL_MSG}: [TG-LLaVA] "
+#: The toolkit distribution whose version goes into run manifests.
+TOOLKIT_DISTRIBUTION = "ms-vlmeval"
+#: File name and schema of the run manifest that ``run.py`` writes next to the predictions.
+MANIFEST_NAME = "tg_llava_run.json"
+MANIFEST_SCHEMA = "tg_llava_run/1"
+#: Vision-cache capacity in images. MMBench's circular copies of a question come back about 1.2k
+#: images later (the TSV lists every original before its rotations), and an LRU smaller than that
+#: reuse distance never hits. At the real sizes an entry is ~5.9 MB in bf16 (576 patch + 4 x 576 crop
+#: features of width 1024), so a full cache holds ~12 GB on the model's device; lower it with
+#: ``cache_size`` in a ``--config`` entry on small GPUs.
+DEFAULT_CACHE_SIZE = 2048
+#: Message item types VLMEvalKit may send (``BaseModel.allowed_types``).
+_IMAGE, _TEXT, _VIDEO = "image", "text", "video"
+#: Prefixes of image values that are not local files (``BaseModel.preproc_content`` resolves them).
+_NON_FILE_IMAGE_PREFIXES = ("data:image/", "http://", "https://")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings of one :class:`TGLLaVA` instance (``GenerationRequest`` fields).
+
+    Attributes:
+        max_new_tokens: Upper bound on answer length in LLM tokens.
+        temperature: Sampling temperature; 0 means greedy decoding.
+        top_p: Nucleus threshold when sampling (``None`` = off).
+        num_beams: Beam-search width (1 = none).
+    """
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float | None = None
+    num_beams: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise TGLlavaConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            raise TGLlavaConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise TGLlavaConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.num_beams, int) or self.num_beams < 1:
+            raise TGLlavaConfigError(f"num_beams must be a positive integer, got {self.num_beams!r}")
+
+
+#: VLMEvalKit's LLaVA-1.5 wrapper (``vlmeval/vlm/llava/llava.py``, ``LLaVA.__init__``): ``do_sample=False,
+#: temperature=0, max_new_tokens=2048, top_p=None, num_beams=1`` for every dataset.
+LLAVA15_GENERATION = GenerationSettings(max_new_tokens=2048, temperature=0.0, top_p=None, num_beams=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A name under which VLMEvalKit's ``--model`` finds a TG-LLaVA configuration.
+
+    Attributes:
+        name: The key in ``vlmeval.config.supported_VLM`` (and the output folder name).
+        variant: The ``tg_llava_eval.variants`` name the checkpoint must match; ``None`` for the
+            generic ``tg_llava`` preset (variant from ``--variant`` or recognised from the config).
+        description: One line for ``run.py --help`` and the docs.
+    """
+
+    name: str
+    variant: str | None
+    description: str
+
+    def keywords(self) -> dict[str, Any]:
+        """Constructor keywords of :class:`TGLLaVA` that this preset fixes."""
+        return {} if self.variant is None else {"variant": self.variant}
+
+
+#: Every preset :func:`register` installs. The paper's three LLMs, the LLaVA-1.5 baselines built by
+#: the same code (both text-guided modules off) and the two ablations of each TG variant.
+PRESETS: tuple[Preset, ...] = (
+    Preset("tg_llava", None, "any TG-LLaVA checkpoint given by --model-path (variant from --variant or its config)"),
+    Preset("TG-LLaVA-Vicuna-13B", "tg-llava-vicuna-13b", "TG-LLaVA, Vicuna-1.5-13B LLM (paper Table 1)"),
+    Preset("TG-LLaVA-Llama3-8B", "tg-llava-llama3-8b", "TG-LLaVA, Llama-3-8B-Instruct LLM (paper Table 1)"),
+    Preset("TG-LLaVA-Qwen2-7B", "tg-llava-qwen2-7b", "TG-LLaVA, Qwen2-7B-Instruct LLM (paper Table 1)"),
+    Preset("LLaVA-1.5-Vicuna-13B-TG-Baseline", "llava-1.5-vicuna-13b", "LLaVA-1.5 baseline (same code, TG modules off), Vicuna-13B"),
+    Preset("LLaVA-1.5-Llama3-8B-TG-Baseline", "llava-1.5-llama3-8b", "LLaVA-1.5 baseline (same code, TG modules off), Llama-3-8B"),
+    Preset("LLaVA-1.5-Qwen2-7B-TG-Baseline", "llava-1.5-qwen2-7b", "LLaVA-1.5 baseline (same code, TG modules off), Qwen2-7B"),
+    Preset("TG-LLaVA-Vicuna-13B-no-FOM", "tg-llava-vicuna-13b-no-fom", "ablation: TG-LLaVA Vicuna-13B without the text-guided mask"),
+    Preset("TG-LLaVA-Vicuna-13B-no-DP", "tg-llava-vicuna-13b-no-dp", "ablation: TG-LLaVA Vicuna-13B without the detail perceiver"),
+    Preset("TG-LLaVA-Llama3-8B-no-FOM", "tg-llava-llama3-8b-no-fom", "ablation: TG-LLaVA Llama-3-8B without the text-guided mask"),
+    Preset("TG-LLaVA-Llama3-8B-no-DP", "tg-llava-llama3-8b-no-dp", "ablation: TG-LLaVA Llama-3-8B without the detail perceiver"),
+    Preset("TG-LLaVA-Qwen2-7B-no-FOM", "tg-llava-qwen2-7b-no-fom", "ablation: TG-LLaVA Qwen2-7B without the text-guided mask"),
+    Preset("TG-LLaVA-Qwen2-7B-no-DP", "tg-llava-qwen2-7b-no-dp", "ablation: TG-LLaVA Qwen2-7B without the detail perceiver"),
+)
+PRESETS_BY_NAME: dict[str, Preset] = {preset.name: preset for preset in PRESETS}
+
+#: Config fields that identify a variant: the conversation template, the two TG switches and the
+#: tower/LLM shapes. Trained or converted checkpoints of a variant keep all of them (the vocabulary
+#: size is left out: fine-tuning may add tokens).
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "template",
+    "use_text_guided_mask",
+    "use_detail_perceiver",
+    "text_config.model_type",
+    "text_config.hidden_size",
+    "text_config.num_hidden_layers",
+    "vision_config.hidden_size",
+    "vision_config.image_size",
+    "vision_config.patch_size",
+)
+
+
+def _config_field(config: Any, dotted: str) -> Any:
+    """``config.a.b`` for ``dotted="a.b"`` (``None`` where an attribute is absent)."""
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def variant_mismatches(config: Any, variant: str) -> dict[str, tuple[Any, Any]]:
+    """Compare a checkpoint's config with a named variant on :data:`IDENTITY_FIELDS`.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+        variant: A name known to ``tg_llava_eval.variants.get_variant``.
+
+    Returns:
+        ``{field: (checkpoint value, variant value)}`` for every differing field (empty = match).
+
+    Raises:
+        TGLlavaConfigError: from ``get_variant`` for an unknown name.
+    """
+    from tg_llava_eval.variants import get_variant
+
+    expected = get_variant(variant).config()
+    differences = {}
+    for field in IDENTITY_FIELDS:
+        have, want = _config_field(config, field), _config_field(expected, field)
+        if have != want:
+            differences[field] = (have, want)
+    return differences
+
+
+def recognise_variant(config: Any) -> str | None:
+    """The variant a checkpoint's config is: its recorded ``config.variant`` if that still matches on
+    :data:`IDENTITY_FIELDS`, else the single variant that matches on them.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+
+    Returns:
+        A variant name, or ``None`` when no variant (or more than one) matches.
+    """
+    from tg_llava_eval.variants import list_variants
+
+    known = list_variants()
+    recorded = getattr(config, "variant", None)
+    if recorded in known and not variant_mismatches(config, recorded):
+        return recorded
+    matches = [name for name in known if not variant_mismatches(config, name)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def resolve_variant(config: Any, requested: str | None, *, source: str) -> str | None:
+    """The variant a checkpoint is evaluated as: the requested one (checked) or the recognised one.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+        requested: A preset's or the user's variant name, or ``None``.
+        source: The checkpoint path, for messages.
+
+    Returns:
+        The variant name, or ``None`` for a checkpoint that matches no known variant (logged).
+
+    Raises:
+        TGLlavaConfigError: the checkpoint does not match the requested variant (names the fields).
+    """
+    if requested is None:
+        recognised = recognise_variant(config)
+        if recognised is None:
+            logger.warning("%s matches no known TG-LLaVA variant on %s; it is evaluated as a custom model "
+                           "(pass --variant NAME to record one)", source, ", ".join(IDENTITY_FIELDS))
+        return recognised
+    differences = variant_mismatches(config, requested)
+    if differences:
+        details = "; ".join(f"{field}: checkpoint {have!r} vs variant {want!r}" for field, (have, want) in differences.items())
+        raise TGLlavaConfigError(f"checkpoint {source} is not a {requested} checkpoint ({details})")
+    return requested
+
+
+def failure_text(reason: str) -> str:
+    """The prediction recorded for a row that could not be answered.
+
+    Args:
+        reason: What went wrong, naming the input (image path, row index, lengths).
+
+    Returns:
+        ``"Failed to obtain answer: [TG-LLaVA] <reason>"``.
+    """
+    return FAILURE_PREFIX + " ".join(str(reason).split())
+
+
+def is_failure(prediction: Any) -> bool:
+    """Whether a prediction cell records a TG-LLaVA row failure (see :func:`failure_text`)."""
+    return str(prediction).startswith(FAILURE_PREFIX)
+
+
+class TGLLaVA(BaseModel):
+    """TG-LLaVA as a VLMEvalKit model (one image per question, LLaVA-1.5 prompts).
+
+    Args:
+        model_path: A checkpoint directory written by ``tg-llava-eval create``/training/``convert``
+            (or a hub id the engine can load). Required: presets ship no weights.
+        variant: The variant the checkpoint must be (``tg_llava_eval.variants``); ``None`` = recognise
+            it from the checkpoint's config (or evaluate it as a custom model).
+        dtype: Weights dtype for the engine (``"auto"`` = the checkpoint's).
+        device: Device for the engine; ``None`` = this rank's own device (:func:`rank_device`).
+        cache_vision: Cache the frozen vision tower's features by image content (default on).
+        cache_size: Number of images the cache keeps (LRU).
+        max_new_tokens / temperature / top_p / num_beams: Decoding; defaults are VLMEvalKit's
+            LLaVA-1.5 settings (:data:`LLAVA15_GENERATION`).
+        do_sample: Accepted for parity with LLaVA-1.5's keywords: ``False`` forces greedy decoding
+            whatever the temperature; ``True`` needs ``temperature > 0``.
+
+    Raises:
+        TGLlavaConfigError: no ``model_path``, a path that is not a checkpoint directory, a
+            checkpoint that is not the requested variant, or invalid decoding settings.
+    """
+
+    INSTALL_REQ = False
+    INTERLEAVE = False
+    #: The image marker; replaced by the checkpoint's ``config.image_token`` once loaded.
+    image_token = "<image>"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        variant: str | None = None,
+        *,
+        dtype: str = "auto",
+        device: str | None = None,
+        cache_vision: bool = True,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        max_new_tokens: int = LLAVA15_GENERATION.max_new_tokens,
+        temperature: float = LLAVA15_GENERATION.temperature,
+        top_p: float | None = LLAVA15_GENERATION.top_p,
+        num_beams: int = LLAVA15_GENERATION.num_beams,
+        do_sample: bool = False,
+    ) -> None:
+        super().__init__()
+        self._reset_state(_generation_settings(max_new_tokens, temperature, top_p, num_beams, do_sample))
+        if model_path is None:
+            raise TGLlavaConfigError(
+                "TG-LLaVA presets ship no weights: give a checkpoint with run.py --model-path DIR "
+                "(or \"model_path\" in the --config entry)"
+            )
+        path = Path(model_path)
+        if path.exists() and not (path / "config.json").is_file():
+            raise TGLlavaConfigError(f"model_path {str(path)!r} is not a checkpoint directory (no config.json)")
+        from tg_llava_eval.inference import TGLlavaEngine
+
+        self.model_path = str(path)
+        self.engine = TGLlavaEngine.from_pretrained(
+            self.model_path, dtype=dtype, device=device or rank_device(), cache_vision=cache_vision,
+            cache_size=cache_size,
+        )
+        self.variant = resolve_variant(self.engine.model.config, variant, source=self.model_path)
+        self.image_token = self.engine.model.config.image_token
+        logger.info(
+            "TG-LLaVA loaded from %s (variant %s, template %s, device %s, vision cache %s, %s)",
+            self.model_path, self.variant or "custom", self.engine.template, self.engine.device,
+            "on" if cache_vision else "off", self.generation,
+        )
+
+    @classmethod
+    def without_engine(cls, **generation: Any) -> "TGLLaVA":
+        """An instance with the prompt hooks and request building but no model.
+
+        For checks that need no weights (prompt parity, dry runs); :meth:`generate_inner` on it
+        raises :class:`TGLlavaConfigError`.
+
+        Args:
+            **generation: Decoding keywords as for the constructor (``max_new_tokens``, ...).
+        """
+        self = cls.__new__(cls)
+        BaseModel.__init__(self)
+        self._reset_state(_generation_settings(
+            generation.pop("max_new_tokens", LLAVA15_GENERATION.max_new_tokens),
+            generation.pop("temperature", LLAVA15_GENERATION.temperature),
+            generation.pop("top_p", LLAVA15_GENERATION.top_p),
+            generation.pop("num_beams", LLAVA15_GENERATION.num_beams),
+            generation.pop("do_sample", False),
+        ))
+        if generation:
+            raise TypeError(f"unexpected keywords {sorted(generation)}")
+        return self
+
+    def _reset_state(self, generation: GenerationSettings) -> None:
+        """Per-instance bookkeeping shared by both constructors."""
+        self.generation = generation
+        self.engine = None
+        self.model_path = None
+        self.variant = None
+        self._pending_failures: dict[str, str] = {}
+        self._calls: Counter[str] = Counter()
+        self._failures: Counter[str] = Counter()
+
+    # ----------------------------------------------------------------------------------------------
+    # Prompt hooks (VLMEvalKit calls them per row): exactly LLaVA-1.5's.
+    # ----------------------------------------------------------------------------------------------
+    def use_custom_prompt(self, dataset: str) -> bool:
+        """True for datasets VLMEvalKit types ``MCQ`` (LLaVA-1.5's rule), so ``build_prompt`` runs.
+
+        Args:
+            dataset: The dataset name VLMEvalKit passes (``--data`` value or config key).
+        """
+        return LLaVA.use_custom_prompt(self, dataset)
+
+    def build_prompt(self, line: pd.Series, dataset: str | None = None) -> list[dict[str, str]]:
+        """LLaVA-1.5's MCQ prompt for one row, or a recorded failure for a row that cannot be asked.
+
+        The prompt is built by VLMEvalKit's own ``LLaVA.build_prompt`` (images first, then
+        "hint\\nquestion\\nA. ...\\nAnswer with the option's letter from the given choices
+        directly."). Two problems are caught here because they surface while building: an empty
+        question and an image cell VLMEvalKit cannot decode into a file.
+
+        Args:
+            line: One row of the dataset's TSV (``image`` still base64, or ``image_path``).
+            dataset: The dataset name.
+
+        Returns:
+            A VLMEvalKit message: ``[{"type": "image", "value": path}, ..., {"type": "text", "value": prompt}]``.
+            A failed row gets a one-item text message that :meth:`generate_inner` turns into the
+            row's failure text.
+        """
+        where = f"row {line.get('index', '?')} of {dataset}"
+        question = line.get("question")
+        if question is None or pd.isna(question) or not str(question).strip():
+            return self._defer_failure(f"{where}: the question is empty")
+        try:
+            return LLaVA.build_prompt(self, line, dataset)
+        except UnidentifiedImageError:  # its message only names an in-memory buffer
+            return self._defer_failure(f"{where}: its image cannot be decoded (the data is not an image file PIL can read)")
+        except (OSError, ValueError) as err:  # truncated image data, bad base64 (binascii.Error is a ValueError)
+            return self._defer_failure(f"{where}: its image cannot be decoded ({type(err).__name__}: {err})")
+
+    def _defer_failure(self, reason: str) -> list[dict[str, str]]:
+        """A placeholder message for a row that failed while its prompt was built.
+
+        VLMEvalKit calls ``build_prompt`` then ``generate`` for the same row, and ``build_prompt``
+        must return a message; the placeholder's unique key carries the reason over.
+        """
+        key = f"<tg_llava row failure {uuid.uuid4().hex}>"
+        self._pending_failures[key] = reason
+        return [{"type": _TEXT, "value": key}]
+
+    # ----------------------------------------------------------------------------------------------
+    # Generation
+    # ----------------------------------------------------------------------------------------------
+    def generate(self, message: Any, dataset: str | None = None) -> str:
+        """VLMEvalKit's entry point, with one check first: every local image file exists.
+
+        ``BaseModel.generate`` asserts on a missing image path (which would abort the whole
+        dataset); such a row is recorded as failed instead.
+        """
+        self._calls[dataset] += 1
+        logger.debug("TG-LLaVA generate: %s call %d", dataset, self._calls[dataset])
+        if isinstance(message, list):
+            for item in message:
+                if isinstance(item, dict) and item.get("type") == _IMAGE and _is_missing_file(item.get("value")):
+                    return self._fail(f"image file {item.get('value')} does not exist", dataset)
+        return super().generate(message, dataset)
+
+    def generate_inner(self, message: list[dict[str, str]], dataset: str | None = None) -> str:
+        """Answer one row.
+
+        Args:
+            message: ``[{"type": "image"|"text", "value": ...}, ...]`` (image values are file paths).
+            dataset: The dataset name (only used in log lines).
+
+        Returns:
+            The model's answer, or :func:`failure_text` of the reason the row could not be answered.
+        """
+        if len(message) == 1 and message[0].get("value") in self._pending_failures:
+            return self._fail(self._pending_failures.pop(message[0]["value"]), dataset)
+        try:
+            request = self.build_request(message, dataset)
+        except TGLlavaInputError as err:
+            return self._fail(str(err), dataset)
+        result = self._engine().generate([request])[0]
+        if result.error is not None:
+            return self._fail(result.error, dataset)
+        return result.text
+
+    def chat_inner(self, message: list[dict[str, Any]], dataset: str | None = None) -> str:
+        """Multi-turn datasets (``TYPE == "MT"``): earlier turns become the request's history.
+
+        Args:
+            message: ``[{"role": "user"|"assistant", "content": [items]}, ...]``, ending with a user turn.
+            dataset: The dataset name.
+
+        Returns:
+            The answer to the last user turn, or a failure text.
+        """
+        self._calls[dataset] += 1
+        try:
+            request = self.build_chat_request(message, dataset)
+        except TGLlavaInputError as err:
+            return self._fail(str(err), dataset)
+        result = self._engine().generate([request])[0]
+        if result.error is not None:
+            return self._fail(result.error, dataset)
+        return result.text
+
+    def build_request(self, message: Sequence[Mapping[str, str]], dataset: str | None = None) -> GenerationRequest:
+        """Turn a VLMEvalKit message into an engine request (no tensors, no templates).
+
+        Text items are concatenated as LLaVA-1.5's ``concat_tilist`` does (no separator). A leading
+        image is left to the engine, which prefixes the official ``<image>\\n``; an image after some
+        text is kept in place as the ``<image>`` marker. The guide text is left to the engine
+        (``guide_text=None``): the user text with markers removed, cut to 77 CLIP tokens.
+
+        Args:
+            message: The row's message.
+            dataset: The dataset name; with the image's file name it forms the ``request_id`` that
+                the engine's error messages start with (VLMEvalKit dumps row images as ``<index>.png``).
+
+        Returns:
+            A :class:`GenerationRequest` with this instance's decoding settings.
+
+        Raises:
+            TGLlavaInputError: more than one image, or a video item.
+        """
+        prompt, images = self._user_turn(message)
+        return GenerationRequest(
+            prompt=prompt,
+            images=tuple(images),
+            guide_text=None,
+            max_new_tokens=self.generation.max_new_tokens,
+            temperature=self.generation.temperature,
+            top_p=self.generation.top_p,
+            num_beams=self.generation.num_beams,
+            request_id=_request_id(dataset, images),
+        )
+
+    def build_chat_request(self, turns: Sequence[Mapping[str, Any]], dataset: str | None = None) -> GenerationRequest:
+        """Like :meth:`build_request` for a multi-turn conversation; the image must be in the first turn.
+
+        Raises:
+            TGLlavaInputError: roles do not alternate user/assistant ending with user, more than one
+                image, or an image after the first turn.
+        """
+        texts, images = [], []
+        for position, turn in enumerate(turns):
+            expected = "user" if position % 2 == 0 else "assistant"
+            if turn.get("role") != expected:
+                raise TGLlavaInputError(f"turn {position} has role {turn.get('role')!r}, expected {expected!r}")
+            text, turn_images = self._user_turn(turn["content"])
+            if turn_images and position != 0:
+                raise TGLlavaInputError(f"turn {position} carries an image; TG-LLaVA takes the image in the first turn only")
+            texts.append(text)
+            images.extend(turn_images)
+        if len(texts) % 2 == 0:
+            raise TGLlavaInputError("the conversation must end with a user turn")
+        if len(images) > 1:
+            raise TGLlavaInputError(f"TG-LLaVA is a single-image model; this conversation has {len(images)} images")
+        history = tuple(zip(texts[:-1:2], texts[1:-1:2]))
+        return dataclasses.replace(self.build_request([{"type": _TEXT, "value": texts[-1]}], dataset),
+                                   history=history, images=tuple(images), request_id=_request_id(dataset, images))
+
+    def _user_turn(self, items: Sequence[Mapping[str, str]]) -> tuple[str, list[str]]:
+        """The text (with an in-text image marker where needed) and image paths of one message."""
+        text, images = "", []
+        for item in items:
+            kind, value = item.get("type"), item.get("value")
+            if kind == _TEXT:
+                text += value
+            elif kind == _IMAGE:
+                images.append(value)
+                if text:  # not leading: keep the image where it sits in the text
+                    text += self.image_token
+            else:
+                raise TGLlavaInputError(f"TG-LLaVA takes text and one image, not {kind!r} input ({value})")
+        if len(images) > 1:
+            raise TGLlavaInputError(
+                f"TG-LLaVA is a single-image model; this row has {len(images)} images ({', '.join(images)})"
+            )
+        return text, images
+
+    def _engine(self):
+        """The loaded engine (an instance from :meth:`without_engine` has none)."""
+        if self.engine is None:
+            raise TGLlavaConfigError("this TGLLaVA was built without_engine(); it can build prompts, not answer")
+        return self.engine
+
+    def _fail(self, reason: str, dataset: str | None) -> str:
+        """Count and log a failed row; return the text recorded as its prediction."""
+        self._failures[dataset] += 1
+        logger.warning(
+            "TG-LLaVA could not answer a row of %s (%d failed of %d rows so far in this process): %s",
+            dataset, self._failures[dataset], self._calls[dataset], reason,
+        )
+        return failure_text(reason)
+
+
+def rank_device() -> str:
+    """The device of this process: ``cuda:<LOCAL_RANK mod visible GPUs>`` under torchrun, ``cuda``
+    alone, ``cpu`` without GPUs.
+
+    VLMEvalKit's ``run.py`` narrows ``CUDA_VISIBLE_DEVICES`` to each local rank's share of the GPUs
+    when it can list them (``nvidia-smi``); indexing by local rank keeps ranks apart when it could not,
+    and stays inside the rank's share when it did.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    return "cuda"
+
+
+def _request_id(dataset: str | None, images: Sequence[str]) -> str:
+    """``<dataset>/<image file name>`` (or the dataset alone): how engine errors name the row."""
+    name = dataset or "vlmevalkit"
+    return f"{name}/{Path(images[0]).name}" if images else name
+
+
+def _is_missing_file(value: Any) -> bool:
+    """True for a local image path that does not exist (data URIs and URLs are not local files)."""
+    return isinstance(value, str) and not value.startswith(_NON_FILE_IMAGE_PREFIXES) and not os.path.exists(value)
+
+
+def _generation_settings(max_new_tokens: int, temperature: float, top_p: float | None, num_beams: int,
+                         do_sample: bool) -> GenerationSettings:
+    """Map LLaVA-1.5-style keywords (``do_sample`` + ``temperature``) onto :class:`GenerationSettings`."""
+    if do_sample and not temperature > 0:
+        raise TGLlavaConfigError(f"do_sample=True needs temperature > 0, got temperature={temperature!r}")
+    return GenerationSettings(
+        max_new_tokens=max_new_tokens,
+        temperature=float(temperature) if do_sample else 0.0,
+        top_p=top_p if do_sample else None,
+        num_beams=num_beams,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------------------
+def register() -> tuple[str, ...]:
+    """Install :data:`PRESETS` into ``vlmeval.config.supported_VLM`` in place; expose the class.
+
+    Idempotent. After it, ``--model TG-LLaVA-Qwen2-7B`` resolves, and ``--config`` entries may use
+    ``"class": "TGLLaVA"``.
+
+    Returns:
+        The registered preset names.
+
+    Raises:
+        TGLlavaConfigError: a preset name is already taken by a model that is not ours.
+    """
+    import vlmeval.config
+    import vlmeval.vlm
+
+    supported = vlmeval.config.supported_VLM
+    for preset in PRESETS:
+        current = supported.get(preset.name)
+        if current is not None and not _is_ours(current):
+            raise TGLlavaConfigError(f"VLMEvalKit already has a model named {preset.name!r}; refusing to replace it")
+        supported[preset.name] = functools.partial(TGLLaVA, **preset.keywords())
+    setattr(vlmeval.vlm, CLASS_NAME, TGLLaVA)
+    return tuple(preset.name for preset in PRESETS)
+
+
+def _is_ours(factory: Any) -> bool:
+    """Whether a ``supported_VLM`` entry builds a :class:`TGLLaVA` (possibly from an earlier import)."""
+    func = getattr(factory, "func", factory)
+    return getattr(func, "__name__", None) == CLASS_NAME and getattr(func, "__module__", None) == __name__
+
+
+def bind_presets(*, model_path: str | os.PathLike | None = None, variant: str | None = None,
+                 generation: Mapping[str, Any] | None = None, names: Sequence[str] | None = None) -> None:
+    """Point registered presets at a checkpoint and/or override their keywords, in place.
+
+    ``run.py`` calls this with its ``--model-path``/``--variant`` and VLMEvalKit's generation flags.
+    A JSON ``--config`` entry without ``"class"`` still overrides these (VLMEvalKit passes the entry
+    as keyword arguments to the preset).
+
+    Args:
+        model_path: Checkpoint directory for every preset.
+        variant: Variant for presets without one (``tg_llava``). A preset whose own variant differs
+            is left alone here; :func:`check_variant_request` reports the conflict for the presets a
+            run actually uses.
+        generation: Extra :class:`TGLLaVA` keywords (``max_new_tokens``, ``temperature``, ...).
+        names: Limit to these presets (default all).
+
+    Raises:
+        TGLlavaConfigError: :func:`register` has not been called.
+    """
+    import vlmeval.config
+
+    supported = vlmeval.config.supported_VLM
+    for preset in PRESETS:
+        if names is not None and preset.name not in names:
+            continue
+        if preset.name not in supported:
+            raise TGLlavaConfigError("call register() before bind_presets()")
+        keywords = dict(supported[preset.name].keywords)
+        if model_path is not None:
+            keywords["model_path"] = str(model_path)
+        if variant is not None and preset.variant is None:
+            keywords["variant"] = variant
+        keywords.update(generation or {})
+        supported[preset.name] = functools.partial(TGLLaVA, **keywords)
+
+
+def check_variant_request(model_names: Sequence[str], variant: str | None) -> None:
+    """Refuse ``--variant`` for a preset that already names a different variant.
+
+    Args:
+        model_names: The models of the run (``--model`` values or ``--config`` keys).
+        variant: The ``--variant`` value, if any.
+
+    Raises:
+        TGLlavaConfigError: e.g. ``--model TG-LLaVA-Qwen2-7B --variant tg-llava-llama3-8b``.
+    """
+    if variant is None:
+        return
+    for name in model_names:
+        preset = PRESETS_BY_NAME.get(name)
+        if preset is not None and preset.variant not in (None, variant):
+            raise TGLlavaConfigError(f"--variant {variant} contradicts --model {name} (a {preset.variant} preset)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Run manifest
+# --------------------------------------------------------------------------------------------------
+def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str | None, llm: str | None) -> dict:
+    """The ``tg_llava_run/1`` record ``run.py`` writes as ``<work_dir>/<model_name>/tg_llava_run.json``.
+
+    The results helper reads it to label the score files of that folder.
+
+    Args:
+        model_name: VLMEvalKit model name (the output folder).
+        checkpoint: Checkpoint directory evaluated.
+        variant: Variant name, or ``None`` for a custom checkpoint.
+        llm: The variant's LLM (``Variant.llm``, e.g. ``Qwen2-7B-Instruct``), or the checkpoint's
+            ``text_config.model_type`` for a custom checkpoint.
+
+    Returns:
+        A JSON-serialisable dict with keys ``schema, toolkit, toolkit_version, model_name, variant,
+        llm, checkpoint, tg_llava_eval_version, created``.
+    """
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "toolkit": "vlmevalkit",
+        "toolkit_version": importlib.metadata.version(TOOLKIT_DISTRIBUTION),
+        "model_name": model_name,
+        "variant": variant,
+        "llm": llm,
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "tg_llava_eval_version": tg_llava_eval.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant: str | None) -> dict:
+    """:func:`run_manifest` for a checkpoint directory, its variant checked or recognised from its config.
+
+    Reads only ``config.json`` (no weights), so ``run.py`` can refuse a wrong ``--variant`` before
+    VLMEvalKit starts.
+
+    Args:
+        model_name: VLMEvalKit model name.
+        model_path: Checkpoint directory.
+        variant: The preset's or the user's variant, or ``None`` to recognise it.
+
+    Returns:
+        The manifest dict.
+
+    Raises:
+        TGLlavaConfigError: the directory has no config.json or does not match ``variant``.
+    """
+    from tg_llava_eval.modeling import TGLlavaConfig
+    from tg_llava_eval.variants import get_variant
+
+    if not (Path(model_path) / "config.json").is_file():
+        raise TGLlavaConfigError(f"--model-path {str(model_path)!r} is not a checkpoint directory (no config.json)")
+    config = TGLlavaConfig.from_pretrained(str(model_path))
+    resolved = resolve_variant(config, variant, source=str(model_path))
+    llm = get_variant(resolved).llm if resolved is not None else config.text_config.model_type
+    return run_manifest(model_name, checkpoint=model_path, variant=resolved, llm=llm)

@@ -1,0 +1,218 @@
+"""End-to-end runs of the real VLMEvalKit through ``run.py`` on a tiny random TG-LLaVA checkpoint.
+
+Every run is a subprocess (``python run.py ...`` or ``torchrun ... run.py ...``) on tiny local
+datasets in a fresh ``$LMUData``; assertions read the files VLMEvalKit writes (it exits 0 even
+when a dataset fails). Runs, shared by the tests of this module:
+
+* MCQ via ``--data`` (+ two tables of bad rows) — one process;
+* Y/N and VQA via ``--config`` — one process, a preset entry and a ``"class": "TGLLaVA"`` entry;
+* resume: a run killed after VLMEvalKit's first checkpoint dump, then run again;
+* data parallel: ``torchrun --nproc-per-node 2`` on CPU, compared with the single-process run.
+
+Decoding is cut to 4 new tokens with VLMEvalKit's ``--max-tokens`` (a random model rarely stops).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("vlmeval")
+
+from tg_llava_eval.model_wrappers import vlmevalkit as wrapper  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+RUN_PY = REPO_ROOT / "run.py"
+_spec = importlib.util.spec_from_file_location("tiny_datasets", REPO_ROOT / "tests" / "data" / "vlmeval" / "tiny_datasets.py")
+tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny)
+
+MODEL = "tg_llava"
+MAX_TOKENS = ["--max-tokens", "4"]
+RESUME_NAME = "tg_tiny_resume"
+RESUME_ROWS = 48
+#: VLMEvalKit dumps a rank's answers every 10 rows (``vlmeval/inference.py``)
+DUMP_EVERY = 10
+RUN_TIMEOUT_S = 600
+CALL_LINE = re.compile(r"TG-LLaVA generate: (\S+) call \d+")
+
+
+@pytest.fixture(scope="module")
+def lmu_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("LMUData")
+    tiny.write_all(root)
+    tiny.write_mcq(root, RESUME_NAME, n_images=RESUME_ROWS // 4, questions_per_image=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def toolkit_env(lmu_data) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MMEVAL_ROOT", "OPENAI_API_KEY", "WORLD_SIZE", "RANK")}
+    env.update(LMUData=str(lmu_data), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+               TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _run(args, env, cwd, launcher=(sys.executable, str(RUN_PY))) -> subprocess.CompletedProcess:
+    result = subprocess.run([*launcher, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S)
+    result.log = result.stdout + result.stderr
+    return result
+
+
+def _predictions(work_dir: Path, dataset: str, model: str = MODEL) -> pd.DataFrame:
+    path = work_dir / model / f"{model}_{dataset}.xlsx"
+    assert path.is_file(), f"no prediction file {path}"
+    return pd.read_excel(path)
+
+
+def _status(work_dir: Path, model: str = MODEL) -> dict:
+    return json.loads((work_dir / model / "status.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mcq_run(tmp_path_factory, tiny_checkpoint, toolkit_env):
+    work = tmp_path_factory.mktemp("work_mcq")
+    result = _run(["--model", MODEL, "--model-path", tiny_checkpoint, "--judge", "exact_matching", *MAX_TOKENS,
+                   "--data", tiny.MCQ_NAME, tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME, "--work-dir", work],
+                  toolkit_env, work)
+    return work, result
+
+
+def test_mcq_via_data(mcq_run, lmu_data, tiny_checkpoint):
+    work, result = mcq_run
+    truth = pd.read_csv(lmu_data / f"{tiny.MCQ_NAME}.tsv", sep="\t")
+    predictions = _predictions(work, tiny.MCQ_NAME)
+    assert sorted(predictions["index"]) == sorted(truth["index"]), result.log[-3000:]
+    assert not any(wrapper.is_failure(p) for p in predictions["prediction"]), predictions["prediction"].tolist()
+    scores = pd.read_csv(work / MODEL / f"{MODEL}_{tiny.MCQ_NAME}_acc.csv")
+    assert "Overall" in scores.columns and 0.0 <= float(scores["Overall"].iloc[0]) <= 1.0
+    assert _status(work)["datasets"][tiny.MCQ_NAME]["status"] == "done"
+    manifest = json.loads((work / MODEL / "tg_llava_run.json").read_text())
+    assert manifest["schema"] == "tg_llava_run/1" and manifest["model_name"] == MODEL
+    assert (manifest["variant"], manifest["llm"]) == ("tiny", "tiny-Qwen2")
+    assert manifest["checkpoint"] == str(Path(tiny_checkpoint).resolve())
+    assert f"{MODEL} x {tiny.MCQ_NAME}: 0 of {len(truth)} rows failed" in result.log
+
+
+def test_bad_rows_are_recorded_and_counted(mcq_run):
+    work, result = mcq_run
+    rows = _predictions(work, tiny.BAD_ROWS_NAME).set_index("index")["prediction"]
+    assert len(rows) == 6
+    failed = {int(i) for i, p in rows.items() if wrapper.is_failure(p)}
+    assert failed == set(tiny.BAD_ROWS), rows.to_dict()
+    assert "its image cannot be decoded" in rows[2]
+    assert "row 3 of tg_tiny_bad_rows: the question is empty" in rows[3]
+    assert re.search(r"token|context|length", rows[4]), rows[4]  # the 600-word question
+    paths = _predictions(work, tiny.BAD_PATHS_NAME).set_index("index")["prediction"]
+    assert {int(i) for i, p in paths.items() if wrapper.is_failure(p)} == set(tiny.BAD_PATHS), paths.to_dict()
+    assert "does_not_exist.png does not exist" in paths[1]
+    assert "corrupt.png" in paths[2]
+    # the run went on: later rows answered, every dataset evaluated, counts logged
+    for dataset in (tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME):
+        assert (work / MODEL / f"{MODEL}_{dataset}_acc.csv").is_file()
+    assert f"{MODEL} x {tiny.BAD_ROWS_NAME}: 3 of 6 rows failed" in result.log
+    assert f"{MODEL} x {tiny.BAD_PATHS_NAME}: 2 of 4 rows failed" in result.log
+    assert "TG-LLaVA could not answer a row of tg_tiny_bad_rows (3 failed of" in result.log
+
+
+def test_yorn_and_vqa_via_config(tmp_path, tiny_checkpoint, toolkit_env):
+    config = tiny.write_config(
+        tmp_path / "eval.json",
+        {MODEL: {}, "tg_class_entry": {"class": "TGLLaVA", "model_path": str(tiny_checkpoint), "max_new_tokens": 4}},
+        {tiny.YORN_NAME: "ImageYORNDataset", tiny.VQA_NAME: "ImageVQADataset"},
+    )
+    result = _run(["--config", config, "--model-path", tiny_checkpoint, "--judge", "exact_matching", *MAX_TOKENS,
+                   "--work-dir", tmp_path], toolkit_env, tmp_path)
+    for model in (MODEL, "tg_class_entry"):
+        for dataset, score_file in ((tiny.YORN_NAME, "score"), (tiny.VQA_NAME, "acc")):
+            predictions = _predictions(tmp_path, dataset, model)
+            assert sorted(predictions["index"]) == list(range(6)), result.log[-3000:]
+            assert not any(wrapper.is_failure(p) for p in predictions["prediction"])
+            scores = pd.read_csv(tmp_path / model / f"{model}_{dataset}_{score_file}.csv")
+            assert "Overall" in scores.columns, scores
+        assert json.loads((tmp_path / model / "tg_llava_run.json").read_text())["variant"] == "tiny"
+
+
+def _run_py_module():
+    spec = importlib.util.spec_from_file_location("tg_llava_run_py", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_our_flags_are_checked_before_vlmevalkit_runs(tmp_path, tiny_checkpoint, caplog, monkeypatch):
+    """In-process (no VLMEvalKit run starts): exit 2 with a clear message, nothing written."""
+    monkeypatch.delenv("MMEVAL_ROOT", raising=False)
+    run_py = _run_py_module()
+    ours, rest = run_py.split_argv(["--model", "tg_llava", "--model-path", "D", "--data", "x", "--variant", "tiny"])
+    assert (ours.model_path, ours.variant, rest) == ("D", "tiny", ["--model", "tg_llava", "--data", "x"])
+    cases = {
+        "TG-LLaVA-Qwen2-7B needs a checkpoint": ["--model", "TG-LLaVA-Qwen2-7B", "--data", tiny.MCQ_NAME],
+        "is not a tg-llava-qwen2-7b checkpoint": ["--model", "TG-LLaVA-Qwen2-7B", "--model-path", tiny_checkpoint,
+                                                   "--data", tiny.MCQ_NAME],
+        "contradicts --model TG-LLaVA-Qwen2-7B": ["--model", "TG-LLaVA-Qwen2-7B", "--model-path", tiny_checkpoint,
+                                                   "--variant", "tiny", "--data", tiny.MCQ_NAME],
+        "is not a checkpoint directory": ["--model", "tg_llava", "--model-path", tmp_path, "--data", tiny.MCQ_NAME],
+    }
+    for message, argv in cases.items():
+        caplog.clear()
+        assert run_py.main([*map(str, argv), "--work-dir", str(tmp_path / "work")]) == 2, message
+        assert message in caplog.text
+    assert not (tmp_path / "work").exists()
+
+
+def test_resume_does_not_reinfer_finished_rows(tmp_path, tiny_checkpoint, toolkit_env):
+    from vlmeval.smp import load
+
+    args = ["--model", MODEL, "--model-path", tiny_checkpoint, "--data", RESUME_NAME, "--judge", "exact_matching",
+            *MAX_TOKENS, "--work-dir", tmp_path, "--verbose"]
+    dump = tmp_path / MODEL / f"01_{RESUME_NAME}.pkl"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen([sys.executable, str(RUN_PY), *map(str, args)], cwd=tmp_path, env=toolkit_env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not dump.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)  # interrupted mid-dataset, as by a crash
+        first.wait()
+    first_calls = len(CALL_LINE.findall((tmp_path / "first.log").read_text()))
+    saved = load(str(dump))
+    assert DUMP_EVERY <= len(saved) < RESUME_ROWS, (len(saved), first_calls)
+    assert not (tmp_path / MODEL / f"{MODEL}_{RESUME_NAME}.xlsx").exists()
+
+    second = _run([*args, "--reuse"], toolkit_env, tmp_path)
+    second_calls = CALL_LINE.findall(second.log)
+    assert len(second_calls) == RESUME_ROWS - len(saved), second.log[-3000:]
+    assert first_calls >= len(saved)
+    predictions = _predictions(tmp_path, RESUME_NAME)
+    assert sorted(predictions["index"]) == list(range(RESUME_ROWS))
+    for index, answer in saved.items():  # finished rows kept as they were
+        assert predictions.set_index("index").loc[int(index), "prediction"] == answer
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_torchrun_two_processes_match_one(mcq_run, tmp_path, tiny_checkpoint, toolkit_env):
+    single_dir, _ = mcq_run
+    torchrun = (str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", str(RUN_PY))
+    result = _run(["--model", MODEL, "--model-path", tiny_checkpoint, "--data", tiny.MCQ_NAME, "--judge", "exact_matching",
+                   *MAX_TOKENS, "--work-dir", tmp_path], toolkit_env, tmp_path, launcher=torchrun)
+    assert "rank 1 of 2 synchronises over a gloo process group" in result.log, result.log[-3000:]
+    both = _predictions(tmp_path, tiny.MCQ_NAME).set_index("index")["prediction"]
+    single = _predictions(single_dir, tiny.MCQ_NAME).set_index("index")["prediction"]
+    assert both.to_dict() == single.to_dict()
+    assert len(CALL_LINE.findall(result.log)) == 0  # not verbose: no per-call lines
+    assert (tmp_path / MODEL / f"{MODEL}_{tiny.MCQ_NAME}_acc.csv").is_file()
