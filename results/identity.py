@@ -5,7 +5,8 @@ Score files name models the way their toolkit does (a VLMEvalKit preset such as
 the model. It is resolved from declared data only — never from substrings of names (STYLE rule 6):
 
 1. an explicit user mapping (a CSV ``model,variant[,method,llm]``, exact model names);
-2. the run manifest ``tg_llava_run.json`` next to the outputs (:mod:`.manifest`);
+2. the run manifest ``tg_llava_run.json`` next to the outputs (:mod:`.manifest`), when it names a
+   variant (a custom checkpoint's manifest has ``variant: null``);
 3. lmms-eval's ``variant=`` model argument;
 4. the declared preset table :data:`MODEL_PRESETS` (our VLMEvalKit preset names) and the variant ids
    themselves (a model folder named ``tg-llava-qwen2-7b`` is that variant).
@@ -64,7 +65,8 @@ def _family(tg_name: str, baseline_name: str, llm: str) -> dict[str, VariantInfo
     }
 
 
-#: The project's variants (the names of ``tg_llava_eval``'s model presets).
+#: The project's variants: the names and switches of ``tg_llava_eval.variants`` (which imports
+#: torch-backed config code, so it is mirrored here; a test keeps the two tables equal).
 VARIANTS: dict[str, VariantInfo] = {
     **_family("tg-llava-vicuna-13b", "llava-1.5-vicuna-13b", "Vicuna-13B"),
     **_family("tg-llava-llama3-8b", "llava-1.5-llama3-8b", "Llama-3-8B"),
@@ -94,6 +96,7 @@ LLM_ALIASES: dict[str, str] = {
     "Meta-Llama-3-8B-Instruct": "Llama-3-8B",
     "Llama-3-8B-Instruct": "Llama-3-8B",
     "Qwen2-7B-Instruct": "Qwen2-7B",
+    "tiny-Qwen2": "tiny",
 }
 
 
@@ -195,7 +198,9 @@ def resolve_identity(
         if name in mapping:
             entry = mapping[name]
             return _complete(entry.variant, entry.method, entry.llm, "mapping")
-    if manifest is not None:
+    if manifest is not None and manifest.variant:
+        if manifest.variant in VARIANTS:  # the table's method/LLM labels win (see .manifest)
+            return _complete(manifest.variant, "", "", "manifest")
         return _complete(manifest.variant, manifest.method, canonical_llm(manifest.llm), "manifest")
     if model_args_variant:
         return _complete(model_args_variant, "", "", "model_args")
@@ -204,7 +209,9 @@ def resolve_identity(
             return _complete(MODEL_PRESETS[name], "", "", "preset")
         if name in VARIANTS:
             return _complete(name, "", "", "variant-name")
-    return ModelIdentity("", "", "", "unknown")
+    # A custom checkpoint: the manifest may still name its LLM.
+    llm = canonical_llm(manifest.llm) if manifest is not None else ""
+    return ModelIdentity("", "", llm, "unknown")
 
 
 def _complete(variant: str, method: str, llm: str, resolved_by: str) -> ModelIdentity:

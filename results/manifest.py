@@ -2,27 +2,34 @@
 
 Toolkit output files do not say which project variant or checkpoint produced them (VLMEvalKit
 names a folder after the ``--model`` preset; lmms-eval after the ``pretrained=`` path). Our
-evaluation wrappers therefore write a small JSON file next to the outputs, and the parsers of this
-package read it. Schema (version 1)::
+evaluation wrappers (``model_wrappers.vlmevalkit`` / ``run.py`` and ``model_wrappers.lmms_eval``)
+therefore write a small JSON file next to the outputs, and the parsers of this package read it.
+Schema ``tg_llava_run/1``::
 
     {
-      "schema_version": 1,                    # required, int
-      "variant": "tg-llava-qwen2-7b",         # required, project variant id
-      "method": "TG-LLaVA",                   # optional, default from the variant table
-      "llm": "Qwen2-7B",                      # optional, default from the variant table
-      "toolkit": "vlmevalkit",                # optional: "vlmevalkit" | "lmms-eval"
-      "toolkit_version": "0.0.20",            # optional, string
-      "model_name": "TG-LLaVA-Qwen2-7B",      # optional: the toolkit-side model name
-      "checkpoint": "ckpts/tg-qwen2",         # optional: path or hub id of the weights
-      "created_at": "2026-01-12T18:00:00+00:00",  # optional, ISO-8601
+      "schema": "tg_llava_run/1",             # required
+      "variant": "tg-llava-qwen2-7b",         # required key; null for a custom checkpoint
+      "toolkit": "vlmevalkit",                # "vlmevalkit" | "lmms-eval"
+      "toolkit_version": "0.0.20",            # the toolkit distribution's version
+      "model_name": "TG-LLaVA-Qwen2-7B",      # the toolkit-side model name
+      "llm": "Qwen2-7B-Instruct",             # LLM display name or model_type; may be null
+      "checkpoint": "/abs/path/ckpts/tg-qwen2",
+      "tg_llava_eval_version": "0.1.0",
+      "created": "2026-01-12T18:00:00+00:00", # ISO-8601
+      "method": "TG-LLaVA",                   # optional (custom variants only)
       "switches": {"text_guided_mask": true, "detail_perceiver": true},  # optional (ablations)
       "extra": {}                             # optional, free-form
     }
 
+All keys but ``schema`` and ``variant`` are optional for the reader. A key the schema does not
+know is kept under ``extra`` with a warning (a newer writer must not break an older reader), a
+known key with a wrong type is an error. For a variant of the variant table, the table's method
+and LLM win over the manifest's ``llm`` (the lmms-eval wrapper writes the ``model_type`` there);
+for other variants the manifest's ``method``/``llm``/``switches`` describe the model.
+
 Where it is looked for: VLMEvalKit — the run folder (``T…/``) first, then the model folder
 (``work_dir/<model>/``); lmms-eval — the folder of the ``*_results.json`` (``output_path/<model>/``).
-The nearest one applies to every score file below it. Unknown keys are an error (a typo would
-otherwise be ignored); so is a missing ``variant``.
+The nearest one applies to every score file below it.
 """
 
 from __future__ import annotations
@@ -39,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: File name of the manifest.
 MANIFEST_NAME = "tg_llava_run.json"
-#: The schema version this module reads and writes.
-SCHEMA_VERSION = 1
+#: The schema id this module reads and writes.
+SCHEMA = "tg_llava_run/1"
 #: Names of the two ablation switches (the model config's ``use_text_guided_mask`` and
 #: ``use_detail_perceiver``); a manifest's ``switches`` may only use these keys.
 SWITCH_NAMES = ("text_guided_mask", "detail_perceiver")
@@ -51,34 +58,40 @@ class RunManifest:
     """Parsed ``tg_llava_run.json`` (see the module docstring for the JSON schema).
 
     Attributes:
-        variant: Project variant id (required).
-        method, llm: Optional overrides of the variant table's values.
-        toolkit, toolkit_version, model_name, checkpoint, created_at: Optional run facts.
-        switches: Optional ablation switches ``{name: bool}`` with names from :data:`SWITCH_NAMES`.
-        extra: Optional free-form mapping (kept in the records' ``manifest`` column).
-        schema_version: Always :data:`SCHEMA_VERSION` here.
+        variant: Project variant id, ``""`` when the writer had none (JSON ``null``).
+        toolkit, toolkit_version, model_name, llm, checkpoint, tg_llava_eval_version, created:
+            Run facts as written (``""`` when absent or null).
+        method: Optional method label for variants outside the variant table.
+        switches: Optional ablation switches ``{name: bool}`` (names from :data:`SWITCH_NAMES`).
+        extra: Free-form mapping, plus any key the schema does not know.
+        schema: Always :data:`SCHEMA`.
     """
 
     variant: str
-    method: str = ""
-    llm: str = ""
     toolkit: str = ""
     toolkit_version: str = ""
     model_name: str = ""
+    llm: str = ""
     checkpoint: str = ""
-    created_at: str = ""
+    tg_llava_eval_version: str = ""
+    created: str = ""
+    method: str = ""
     switches: Mapping[str, bool] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
+    schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict without empty optional fields."""
+        """JSON-ready dict (``variant: null`` when empty; other empty optional fields left out)."""
         data = asdict(self)
-        return {k: v for k, v in data.items() if v not in ("", {}, None) or k in ("variant", "schema_version")}
+        data = {k: v for k, v in data.items() if v not in ("", {}, None) or k in ("schema", "variant")}
+        data["variant"] = self.variant or None
+        return data
 
 
-_STRING_FIELDS = ("variant", "method", "llm", "toolkit", "toolkit_version", "model_name", "checkpoint", "created_at")
-_KNOWN_FIELDS = set(_STRING_FIELDS) | {"switches", "extra", "schema_version"}
+_STRING_FIELDS = (
+    "toolkit", "toolkit_version", "model_name", "llm", "checkpoint", "tg_llava_eval_version", "created", "method",
+)
+_KNOWN_FIELDS = set(_STRING_FIELDS) | {"schema", "variant", "switches", "extra"}
 
 
 def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
@@ -92,32 +105,34 @@ def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
         The manifest.
 
     Raises:
-        ResultFileError: Not an object, wrong schema version, unknown keys, missing ``variant``,
-            or a field of the wrong type.
+        ResultFileError: Not an object, another schema, no ``variant`` key, or a known field of
+            the wrong type.
     """
     if not isinstance(data, dict):
         raise ResultFileError(source, f"a run manifest must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - _KNOWN_FIELDS)
-    if unknown:
-        raise ResultFileError(source, f"unknown manifest key(s) {unknown}; allowed: {sorted(_KNOWN_FIELDS)}")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ResultFileError(
-            source, f"schema_version must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}"
-        )
-    for name in _STRING_FIELDS:
-        if name in data and not isinstance(data[name], str):
-            raise ResultFileError(source, f"manifest field {name!r} must be a string, got {data[name]!r}")
-    if not data.get("variant"):
-        raise ResultFileError(source, "manifest field 'variant' is required and must not be empty")
-    switches = data.get("switches", {})
-    if not isinstance(switches, dict) or any(
-        k not in SWITCH_NAMES or not isinstance(v, bool) for k, v in switches.items()
-    ):
+    if data.get("schema") != SCHEMA:
+        raise ResultFileError(source, f"'schema' must be {SCHEMA!r}, got {data.get('schema')!r}")
+    if "variant" not in data:
+        raise ResultFileError(source, "the manifest has no 'variant' key (use null for a custom checkpoint)")
+    for name in ("variant", *_STRING_FIELDS):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ResultFileError(source, f"manifest field {name!r} must be a string or null, got {data[name]!r}")
+    switches = data.get("switches") or {}
+    if not isinstance(switches, dict) or any(k not in SWITCH_NAMES or not isinstance(v, bool) for k, v in switches.items()):
         raise ResultFileError(source, f"'switches' must map {list(SWITCH_NAMES)} to true/false, got {switches!r}")
-    extra = data.get("extra", {})
+    extra = data.get("extra") or {}
     if not isinstance(extra, dict):
         raise ResultFileError(source, f"'extra' must be a JSON object, got {extra!r}")
-    return RunManifest(**{k: v for k, v in data.items()})
+    unknown = sorted(set(data) - _KNOWN_FIELDS)
+    if unknown:
+        logger.warning("%s: manifest key(s) %s are not in schema %s; kept under 'extra'", source, unknown, SCHEMA)
+        extra = {**extra, **{k: data[k] for k in unknown}}
+    return RunManifest(
+        variant=data.get("variant") or "",
+        **{name: data.get(name) or "" for name in _STRING_FIELDS},
+        switches=dict(switches),
+        extra=dict(extra),
+    )
 
 
 def read_run_manifest(path: str | Path) -> RunManifest:
@@ -137,7 +152,10 @@ def read_run_manifest(path: str | Path) -> RunManifest:
 
 
 def write_run_manifest(directory: str | Path, manifest: RunManifest) -> Path:
-    """Write ``manifest`` as ``<directory>/tg_llava_run.json`` (what the evaluation wrappers call).
+    """Write ``manifest`` as ``<directory>/tg_llava_run.json``.
+
+    The evaluation wrappers write the same schema themselves; this writer serves tools and tests
+    (and wrappers that prefer to call it).
 
     Args:
         directory: The output folder the manifest describes (created if missing).

@@ -581,16 +581,18 @@ def _eval_id_to_iso(eval_id: str) -> str:
 
 
 def write_lmms_manifest(lmms_out: Path) -> None:
-    """A ``tg_llava_run.json`` next to the baseline's lmms-eval results (what our wrappers write)."""
+    """A ``tg_llava_run.json`` next to the baseline's lmms-eval results, as our lmms-eval wrapper writes it."""
     folder = lmms_out / "ckpts__llava-1.5-vicuna-13b"
     manifest = {
-        "schema_version": 1,
-        "variant": "llava-1.5-vicuna-13b",
+        "schema": "tg_llava_run/1",
         "toolkit": "lmms-eval",
         "toolkit_version": "0.7.3",
         "model_name": "tg_llava",
+        "variant": "llava-1.5-vicuna-13b",
+        "llm": "llama",  # the lmms-eval wrapper records the LLM's model_type
         "checkpoint": "ckpts/llava-1.5-vicuna-13b",
-        "created_at": "2026-01-12T18:00:00+00:00",
+        "tg_llava_eval_version": "0.1.0",
+        "created": "2026-01-12T18:00:00+00:00",
         "extra": {"note": "fixture: written by tools/regen_toolkit_outputs.py for a dummy model"},
     }
     (folder / "tg_llava_run.json").write_text(json.dumps(manifest, indent=2) + "\n")

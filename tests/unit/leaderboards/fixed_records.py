@@ -55,7 +55,7 @@ LMMS_VALUES = {
 RUN_TIME = "2026-01-12T17:45:00+00:00"
 OLDER_RUN_TIME = "2026-01-05T08:00:00+00:00"
 MANIFEST = json.dumps(
-    {"checkpoint": "ckpts/tg-qwen2", "schema_version": 1, "toolkit": "vlmevalkit", "toolkit_version": "0.0.20", "variant": "tg-llava-qwen2-7b"},
+    {"checkpoint": "ckpts/tg-qwen2", "schema": "tg_llava_run/1", "toolkit": "vlmevalkit", "toolkit_version": "0.0.20", "variant": "tg-llava-qwen2-7b"},
     sort_keys=True, separators=(",", ":"),
 )
 

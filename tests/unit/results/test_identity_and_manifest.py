@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tg_llava_eval.results import RunManifest, ResultFileError, read_model_mapping, read_run_manifest, resolve_identity, write_run_manifest
+from tg_llava_eval.results import ModelIdentity, RunManifest, ResultFileError, read_model_mapping, read_run_manifest, resolve_identity, write_run_manifest
 from tg_llava_eval.results.identity import VARIANTS, variant_switches
 from tg_llava_eval.results.manifest import MANIFEST_NAME, find_run_manifest
 
@@ -22,7 +22,7 @@ def test_variant_table_covers_the_project_variants():
 
 
 def test_resolution_order():
-    manifest = RunManifest(variant="tg-llava-qwen2-7b-no-dp")
+    manifest = RunManifest(variant="tg-llava-qwen2-7b-no-dp", llm="qwen2")
     # Preset table and exact variant names.
     assert resolve_identity("TG-LLaVA-Qwen2-7B").variant == "tg-llava-qwen2-7b"
     assert resolve_identity("tiny-no-fom").resolved_by == "variant-name"
@@ -74,11 +74,11 @@ def test_bad_model_mapping(tmp_path, text, message):
 def test_manifest_round_trip_and_lookup(tmp_path):
     manifest = RunManifest(
         variant="tiny-no-dp", toolkit="vlmevalkit", toolkit_version="0.0.20", model_name="tg_llava",
-        checkpoint="ckpts/tiny", created_at="2026-01-01T00:00:00+00:00", switches={"detail_perceiver": False},
+        checkpoint="ckpts/tiny", created="2026-01-01T00:00:00+00:00", switches={"detail_perceiver": False},
     )
     run_dir = tmp_path / "work" / "tg_llava" / "T20260101-000000"
     path = write_run_manifest(tmp_path / "work" / "tg_llava", manifest)
-    assert path.name == MANIFEST_NAME and json.loads(path.read_text())["schema_version"] == 1
+    assert path.name == MANIFEST_NAME and json.loads(path.read_text())["schema"] == "tg_llava_run/1"
     assert read_run_manifest(path) == manifest
     run_dir.mkdir()
     assert find_run_manifest(run_dir, stop=tmp_path / "work" / "tg_llava") == path
@@ -89,11 +89,11 @@ def test_manifest_round_trip_and_lookup(tmp_path):
     "data, message",
     [
         ([], "must be a JSON object"),
-        ({"variant": "tiny"}, "schema_version must be 1"),
-        ({"schema_version": 1}, "'variant' is required"),
-        ({"schema_version": 1, "variant": "tiny", "checkpoint": 3}, "'checkpoint' must be a string"),
-        ({"schema_version": 1, "variant": "tiny", "switches": {"fom": True}}, "'switches' must map"),
-        ({"schema_version": 1, "variant": "tiny", "color": "x"}, r"unknown manifest key\(s\) \['color'\]"),
+        ({"variant": "tiny"}, "'schema' must be 'tg_llava_run/1'"),
+        ({"schema": "tg_llava_run/2", "variant": "tiny"}, "'schema' must be 'tg_llava_run/1'"),
+        ({"schema": "tg_llava_run/1"}, "no 'variant' key"),
+        ({"schema": "tg_llava_run/1", "variant": "tiny", "checkpoint": 3}, "'checkpoint' must be a string or null"),
+        ({"schema": "tg_llava_run/1", "variant": "tiny", "switches": {"fom": True}}, "'switches' must map"),
     ],
 )
 def test_bad_manifests(tmp_path, data, message):
@@ -101,6 +101,25 @@ def test_bad_manifests(tmp_path, data, message):
     path.write_text(json.dumps(data))
     with pytest.raises(ResultFileError, match=message):
         read_run_manifest(path)
+
+
+def test_manifests_written_by_the_wrappers(tmp_path, caplog):
+    caplog.set_level("WARNING")
+    """The exact key set both wrappers write (model_wrappers.vlmevalkit.run_manifest, TGLlava.run_manifest)."""
+    written = {
+        "schema": "tg_llava_run/1", "toolkit": "lmms-eval", "toolkit_version": "0.7.3", "model_name": "tg_llava",
+        "variant": None, "llm": "qwen2", "checkpoint": "/ckpts/custom", "tg_llava_eval_version": "0.1.0",
+        "created": "2026-01-01T00:00:00+00:00", "future_key": 1,
+    }
+    path = tmp_path / MANIFEST_NAME
+    path.write_text(json.dumps(written))
+    manifest = read_run_manifest(path)
+    assert (manifest.variant, manifest.llm, manifest.extra) == ("", "qwen2", {"future_key": 1})
+    assert any("future_key" in m for m in caplog.messages)
+    # A custom checkpoint: no variant, but the LLM is kept; a known variant's table labels win.
+    assert resolve_identity("tg_llava", manifest=manifest) == ModelIdentity("", "", "qwen2", "unknown")
+    known = RunManifest(variant="tg-llava-qwen2-7b", llm="qwen2")
+    assert resolve_identity("tg_llava", manifest=known).llm == "Qwen2-7B"
 
 
 def test_manifest_switches_define_unknown_variants():
@@ -111,3 +130,17 @@ def test_manifest_switches_define_unknown_variants():
     # A known variant's switches can be overridden one at a time.
     override = variant_switches("tiny", RunManifest(variant="tiny", switches={"detail_perceiver": False}))
     assert (override.text_guided_mask, override.detail_perceiver) == (True, False)
+
+
+def test_variant_table_mirrors_the_model_presets():
+    """results cannot import tg_llava_eval.variants (torch); the mirrored table must stay equal."""
+    variants = pytest.importorskip("tg_llava_eval.variants")
+    from tg_llava_eval.results.identity import canonical_llm
+
+    assert set(VARIANTS) == set(variants.VARIANTS)
+    for name, preset in variants.VARIANTS.items():
+        switches = variants.SWITCHES[preset.switches]
+        info = VARIANTS[name]
+        assert (info.text_guided_mask, info.detail_perceiver) == (switches["use_text_guided_mask"], switches["use_detail_perceiver"]), name
+        assert info.llm == canonical_llm(preset.backbone.display), name
+        assert info.method == ("LLaVA-1.5" if preset.switches == "baseline" else "TG-LLaVA"), name

@@ -210,8 +210,8 @@ def test_unknown_lmms_metric_is_kept_raw_with_a_warning(lmms_file, caplog):
 
 def test_invalid_run_manifest(lmms_file):
     manifest = lmms_file.parent / "tg_llava_run.json"
-    manifest.write_text(json.dumps({"schema_version": 1, "variant": "tiny", "varaint": "typo"}))
-    _expect_error([lmms_file], str(manifest), "unknown manifest key(s) ['varaint']")
+    manifest.write_text(json.dumps({"schema": "tg_llava_run/1", "variant": ["tiny"]}))
+    _expect_error([lmms_file], str(manifest), "'variant' must be a string or null")
 
 
 def test_read_table_accepts_json_rows_and_rejects_ragged_ones(tmp_path):
