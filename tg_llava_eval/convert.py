@@ -65,9 +65,10 @@ RENAME_RULES: tuple[tuple[str, str], ...] = (
     (r"model\.mm_patch_encoder\.perceiver\.norm\.weight", r"detail_perceiver.norm.weight"),
     (r"model\.mm_patch_encoder\.proj\.0\.(weight|bias)", r"detail_perceiver.output_projection.linear_1.\1"),
     (r"model\.mm_patch_encoder\.proj\.2\.(weight|bias)", r"detail_perceiver.output_projection.linear_2.\1"),
-    # CLIP towers (delay-loaded wrappers in the official code)
-    (r"model\.vision_tower\.vision_tower\.(vision_model\..+)", r"vision_tower.\1"),
-    (r"model\.text_tower\.text_tower\.(text_model\..+)", r"guide_tower.\1"),
+    # CLIP towers (delay-loaded wrappers in the official code; transformers 4.37 nested the CLIP
+    # modules under `vision_model.` / `text_model.`, transformers 5 does not)
+    (r"model\.vision_tower\.vision_tower\.vision_model\.(.+)", r"vision_tower.\1"),
+    (r"model\.text_tower\.text_tower\.text_model\.(.+)", r"guide_tower.\1"),
     # the LLM (Llama / Qwen2 causal-LM layout)
     (r"model\.(embed_tokens|layers|norm)\.(.+)", r"language_model.model.\1.\2"),
     (r"lm_head\.(.+)", r"language_model.lm_head.\1"),

@@ -17,11 +17,11 @@ import torch
 from transformers import AutoTokenizer
 
 from .convert import load_official_state_dict, official_to_hf, read_official_config
-from .create import config_for_tokenizers
+from .create import build_tokenizers, config_for_tokenizers
 from .errors import TGLlavaCheckpointError
 from .inference.engine import resolve_dtype
 from .modeling import TGLlavaForConditionalGeneration
-from .processing import TGLlavaProcessor, build_guide_tokenizer
+from .processing import TGLlavaProcessor
 from .variants import get_variant
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def convert_checkpoint(
             ``config.json`` and the LLM tokenizer files.
         output_dir: Where to write our checkpoint.
         variant: Preset with the checkpoint's sizes (``tg-llava-qwen2-7b``, ...).
-        guide_tokenizer: CLIP tokenizer folder; default: the full CLIP BPE built locally.
+        guide_tokenizer: CLIP tokenizer folder; default: the CLIP BPE built locally (full for
+            real presets, truncated as the preset says for tiny ones).
         allow_zero_text_guided_mask: See :func:`~tg_llava_eval.convert.official_to_hf`.
         dtype: dtype of the written weights.
 
@@ -81,7 +82,7 @@ def convert_checkpoint(
     tokenizer = AutoTokenizer.from_pretrained(str(official_dir))
     if "<image>" not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    guide = AutoTokenizer.from_pretrained(str(guide_tokenizer)) if guide_tokenizer else build_guide_tokenizer()
+    tokenizer, guide = build_tokenizers(preset, tokenizer, guide_tokenizer)
     config = config_for_tokenizers(preset, tokenizer, guide)
     state = converted.state_dict
     for key in EMBEDDING_KEYS:
