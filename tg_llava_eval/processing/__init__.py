@@ -12,6 +12,16 @@ STYLE rule 7) used by training, the inference engine and both evaluation wrapper
 * :mod:`.tokenizers` — hub-free tokenizer builders (real CLIP BPE, tiny LLM tokenizers);
 * :mod:`.processing_tg_llava` — the processor class composing them.
 
+Typical use::
+
+    processor = TGLlavaProcessor.from_pretrained(checkpoint_dir)        # or .from_config(...)
+    prompt = processor.apply_template(question, has_image=True)          # project template
+    guide = processor.inference_guide_text(question)                     # official guide rule
+    batch = processor([prompt], [image], [guide], padding_side="left")   # BatchFeature of tensors
+
+    sample = processor.tokenize_training_sample(conversations, has_image=True, max_length=2048)
+    batch = processor.collate_training([sample], [processor.preprocess_image(image)])
+
 See ``docs/processing.md`` for the decisions (guide padding, 16-bit images, pixel limit, crop
 sources, why these templates are not the HF chat templates).
 """
@@ -43,37 +53,43 @@ from .tokenization import IGNORE_INDEX, LabelMismatchError, expand_image_tokens,
 from .tokenizers import build_guide_tokenizer, build_llm_tokenizer, default_corpus
 
 __all__ = [
-    "CROP_SOURCES",
-    "DEFAULT_MAX_IMAGE_PIXELS",
-    "GUIDE_PADDING_MODES",
-    "IGNORE_INDEX",
-    "TEMPLATES",
-    "ConversationTemplate",
-    "ImageInput",
-    "ImagePreprocessor",
-    "ImageTensors",
-    "LabelMismatchError",
-    "Message",
-    "PlainTemplate",
-    "Segment",
+    # the processor and its records
     "TGLlavaProcessor",
     "TrainingSample",
+    "ImageTensors",
+    "LabelMismatchError",
+    # conversation templates
+    "TEMPLATES",
+    "ConversationTemplate",
+    "PlainTemplate",
+    "Message",
+    "Segment",
+    "get_template",
+    "move_image_marker_to_front",
+    "strip_image_markers",
+    # guide text
+    "GUIDE_PADDING_MODES",
+    "inference_guide_text",
+    "training_guide_text",
+    "tokenize_guide",
+    "pad_guides",
+    # images
+    "CROP_SOURCES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "ImageInput",
+    "ImagePreprocessor",
+    "load_image",
     "background_colour",
     "build_clip_image_processor",
+    "expand_to_square",
+    "tile_crops",
+    "upsampled_crops",
+    # LLM tokenisation and labels
+    "IGNORE_INDEX",
+    "expand_image_tokens",
+    "tokenize_segments",
+    # local tokenizer builders
     "build_guide_tokenizer",
     "build_llm_tokenizer",
     "default_corpus",
-    "expand_image_tokens",
-    "expand_to_square",
-    "get_template",
-    "inference_guide_text",
-    "load_image",
-    "move_image_marker_to_front",
-    "pad_guides",
-    "strip_image_markers",
-    "tile_crops",
-    "tokenize_guide",
-    "tokenize_segments",
-    "training_guide_text",
-    "upsampled_crops",
 ]

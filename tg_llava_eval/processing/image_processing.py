@@ -185,6 +185,12 @@ def upsampled_crops(pixel_values: torch.Tensor, grid: int) -> torch.Tensor:
     return tile_crops(upsampled, grid)
 
 
+def _shortest_edge(image_processor: BaseImageProcessor) -> int | None:
+    """The processor's shortest-edge resize target (``None`` when it resizes otherwise)."""
+    size = image_processor.size
+    return None if size is None or size.get("shortest_edge") is None else int(size["shortest_edge"])
+
+
 class ImagePreprocessor:
     """Turns one image (or ``None``) into :class:`ImageTensors`.
 
@@ -247,12 +253,22 @@ class ImagePreprocessor:
     def clip_process(self, square: Image.Image, size: int | None = None) -> torch.Tensor:
         """CLIP-process a square image at size ``size`` (default ``S``) (step 3).
 
+        With the PIL backend the square is first resized with PIL to the processor's resize target
+        (``size x size``), using the processor's own filter. That is exactly the resize the
+        processor would do (it converts to PIL and calls ``Image.resize`` with the same arguments),
+        so the result is bit-identical (a unit test checks it); doing it before the processor
+        avoids its numpy copies of a possibly megapixel square, which dominate the cost.
+
         Returns:
             ``[3, size, size]`` float32.
         """
+        target = self.image_size if size is None else size
         overrides = {}
-        if size is not None and size != self.image_size:
-            overrides = {"size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size}}
+        if target != self.image_size:
+            overrides = {"size": {"shortest_edge": target}, "crop_size": {"height": target, "width": target}}
+        resize_side = target if overrides else _shortest_edge(self.image_processor)
+        if self.image_processor.backend == "pil" and resize_side is not None and square.size != (resize_side, resize_side):
+            square = square.resize((resize_side, resize_side), resample=self.image_processor.resample)
         processed = self.image_processor(square, return_tensors="pt", **overrides)["pixel_values"]
         return processed[0].to(torch.float32)
 

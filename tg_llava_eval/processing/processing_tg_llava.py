@@ -26,7 +26,6 @@ project templates, which ``ProcessorMixin``'s auto-loading does not model.
 from __future__ import annotations
 
 import copy
-
 import json
 import logging
 import os

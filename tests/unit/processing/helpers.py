@@ -1,0 +1,47 @@
+"""Constants and small helpers shared by the processing tests (imported by the test modules).
+
+The official parity fixtures come from the ``fixtures_dir`` fixture of ``tests/conftest.py``
+(``../shared`` beside the repository, or ``$TG_LLAVA_SHARED``).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+TEMPLATE_NAMES = ("plain", "vicuna_v1", "llama_3", "qwen_2")
+#: Small sizes for fast tests (the real model: 336 px, 576 + 64 image tokens).
+SMALL_IMAGE_SIZE = 32
+SMALL_NUM_IMAGE_TOKENS = 5
+GUIDE_MAX_LENGTH = 77
+IGNORE = -100
+
+
+def supervised_runs(input_ids, labels) -> list[list[int]]:
+    """Maximal runs of supervised tokens (label != -100); labels must equal the ids there."""
+    runs, current = [], []
+    for token, label in zip(input_ids, labels):
+        if label != IGNORE:
+            assert label == token
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return runs
+
+
+def png_with_declared_size(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose IHDR claims ``width x height`` (valid CRC): a decompression-bomb header."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    # PNG: 8-byte signature, then IHDR = length(4) type(4) width(4) height(4) ... crc(4).
+    data[16:20] = width.to_bytes(4, "big")
+    data[20:24] = height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
