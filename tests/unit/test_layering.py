@@ -1,0 +1,84 @@
+"""Architecture rules that can be checked mechanically (STYLE rules 1, 4, 6, 10, 11)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRARY_DIRS = ["tg_llava_eval", "model_wrappers", "training", "results", "leaderboards"]
+
+
+def library_files() -> list[Path]:
+    return [p for d in LIBRARY_DIRS for p in (REPO / d).rglob("*.py")]
+
+
+# `sys.modules[name] = None` makes `import name` fail and `find_spec(name)` report it as absent,
+# exactly as on a machine where the package is not installed.
+BLOCKER = """
+import sys
+BLOCKED = {blocked!r}
+for name in BLOCKED:
+    sys.modules[name] = None
+import {modules}
+leaked = sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED)
+assert not leaked, leaked
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    "modules, blocked",
+    [
+        # the model side never needs the trainer's or the toolkits' packages (DESIGN §2)
+        ("tg_llava_eval.modeling, tg_llava_eval.processing, tg_llava_eval.inference, tg_llava_eval.variants",
+         ["deepspeed", "vlmeval", "lmms_eval"]),
+        # results and leaderboards are plain pandas
+        ("tg_llava_eval.results, tg_llava_eval.leaderboards", ["torch", "transformers"]),
+    ],
+)
+def test_import_without_forbidden_dependencies(modules, blocked):
+    code = BLOCKER.format(blocked=blocked, modules=modules)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+FORBIDDEN = {
+    r"(?<![\w.])print\(": "print in library code (use logging; CLI mains excepted)",
+    r"setattr\(torch": "attribute assignment on torch",
+    r"torch\.load\((?![^)]*weights_only=True)": "torch.load without weights_only=True",
+    r"trust_remote_code\s*=\s*True": "trust_remote_code",
+    r"\bin (self\.)?model_(name|path)\b": "dispatch by model name/path substring",
+    r"(model_name|model_path)\.lower\(\)": "dispatch by lower-cased model name",
+    r"pickle\.load": "pickle loading",
+}
+# CLI entry points write their real output to stdout.
+PRINT_ALLOWED = {"tg_llava_eval/cli"}
+
+
+def test_no_forbidden_patterns_in_library_code():
+    problems = []
+    for path in library_files():
+        text = path.read_text()
+        rel = path.relative_to(REPO).as_posix()
+        for pattern, why in FORBIDDEN.items():
+            if why.startswith("print") and any(rel.startswith(p) for p in PRINT_ALLOWED):
+                continue
+            for match in re.finditer(pattern, text):
+                line = text.count("\n", 0, match.start()) + 1
+                problems.append(f"{rel}:{line}: {why}")
+    assert not problems, "\n".join(problems)
+
+
+def test_library_files_document_themselves():
+    """STYLE rule 12: every library module starts with a docstring."""
+    missing = []
+    for path in library_files():
+        text = path.read_text().lstrip()
+        if text and not text.startswith(('"""', "'''", 'r"""')):
+            missing.append(path.relative_to(REPO).as_posix())
+    assert not missing, missing
