@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements/*.txt
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -ra --timeout=1800 tests
 
 test-fast: setup
 	$(PY) -m pytest -q tests/unit
