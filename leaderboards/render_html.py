@@ -27,6 +27,9 @@ import pandas as pd
 
 from tg_llava_eval.leaderboards.table import Table, is_missing
 
+# Page style: dark header cells (white text) like the XLSX header, right-aligned tabular numbers,
+# green background + bold for the best value of a column (same colour as the XLSX highlight), and
+# an arrow after the header of the sorted column (driven by its ``aria-sort`` attribute).
 PAGE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1a1a1a; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; }
@@ -42,6 +45,14 @@ figure { margin: 0.8rem 0; } figure img { max-width: 100%; }
 pre { background: #f4f4f4; padding: 0.5rem; font-size: 0.8rem; overflow-x: auto; }
 """
 
+# Sorting script (ES5, no library). For each ``table.sortable`` header cell a click handler:
+#   1. flips the direction (first click ascending, then alternating) and records it in aria-sort,
+#      clearing the other headers of that table;
+#   2. reads every row's key: the ``data-value`` number for data-type="number" columns (never the
+#      formatted text, so "+1.5" and "1,000" cannot mis-sort), the text content otherwise;
+#   3. sorts rows with missing keys last in both directions, numbers by difference, text with
+#      ``localeCompare``; Array.prototype.sort is stable, so ties keep their previous order;
+#   4. re-appends the rows in the new order (moving whole rows, so cells stay together).
 PAGE_SCRIPT = """
 (function () {
   function key(cell, numeric) {
@@ -80,11 +91,20 @@ PAGE_SCRIPT = """
 
 
 def _esc(text: object) -> str:
+    """HTML-escape any value's text (quotes too: it is also used inside attributes)."""
     return html.escape(str(text), quote=True)
 
 
 def table_to_html(table: Table) -> str:
-    """One table as an HTML ``<table class="sortable">`` (with notes)."""
+    """One table as an HTML ``<table class="sortable">`` (with notes).
+
+    Args:
+        table: The table; numeric value columns become ``data-type="number"`` headers whose cells
+            carry the raw number in ``data-value`` (empty for a missing value).
+
+    Returns:
+        The HTML fragment (``<table id="table-<name>">`` followed by a notes list, if any).
+    """
     columns = list(table.frame.columns)
     value_columns = set(table.value_columns)
     numeric = {c: c in value_columns and pd.api.types.is_numeric_dtype(table.frame[c]) for c in columns}
@@ -118,7 +138,16 @@ def table_to_html(table: Table) -> str:
 
 
 def manifests_html(records: pd.DataFrame) -> str:
-    """The "Run manifests" section body: each distinct manifest with the folders it covers."""
+    """The "Run manifests" section body: each distinct manifest with the folders it covers.
+
+    Args:
+        records: The records frame; its ``manifest`` column holds the compact JSON of the
+            ``tg_llava_run.json`` behind each record (empty when there was none).
+
+    Returns:
+        One ``<details>`` block per distinct manifest (summary: variant and toolkits; body: the
+        output folders and the pretty-printed JSON), or a sentence saying there is none.
+    """
     if records.empty or "manifest" not in records:
         return "<p>No run manifests.</p>"
     reproduced = records[records["manifest"].astype(str) != ""]

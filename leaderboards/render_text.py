@@ -21,11 +21,16 @@ from tg_llava_eval.leaderboards.table import Table
 
 
 def _md_escape(text: str) -> str:
+    """Escape pipes (cell separators) and flatten newlines for a Markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def table_to_markdown(table: Table) -> str:
-    """One table as Markdown (heading, pipe table, notes), ending with a newline."""
+    """One table as Markdown (heading, pipe table, notes), ending with a newline.
+
+    Label columns are left-aligned, value columns right-aligned; the best value of each
+    highlighted column is bold; an empty table renders as "_No data._" under its heading.
+    """
     columns = list(table.frame.columns)
     value_columns = set(table.value_columns)
     best = {c: table.best_rows(c) for c in columns}
@@ -81,7 +86,12 @@ def latex_escape(text: str) -> str:
 
 
 def table_to_latex(table: Table) -> str:
-    """One table as a booktabs ``table`` float, label ``tab:<name>``."""
+    """One table as a booktabs ``table`` float, label ``tab:<name>``.
+
+    Columns: ``l`` for labels, ``r`` for values. Notes follow the tabular as a ``\footnotesize``
+    block, one paragraph per note (never ``\\``: a note starting with ``[1]`` would be read as
+    the line break's optional argument).
+    """
     columns = list(table.frame.columns)
     value_columns = set(table.value_columns)
     align = "".join("r" if c in value_columns else "l" for c in columns)

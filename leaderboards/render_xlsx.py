@@ -71,7 +71,15 @@ def sheet_name(name: str, used: set[str]) -> str:
 
 
 def tables_to_workbook(tables: Iterable[Table]) -> Workbook:
-    """Build the workbook (see the module docstring for the layout)."""
+    """Build the workbook (see the module docstring for the layout).
+
+    Args:
+        tables: Tables in sheet order; sheet names come from ``Table.name`` (made valid/unique).
+
+    Returns:
+        An openpyxl workbook with one sheet per table (a single ``empty`` sheet if none: Excel
+        refuses workbooks without sheets).
+    """
     workbook = Workbook()
     workbook.remove(workbook.active)
     workbook.properties.created = FIXED_TIME
@@ -87,6 +95,7 @@ def tables_to_workbook(tables: Iterable[Table]) -> Workbook:
 
 
 def _fill_sheet(sheet, table: Table) -> None:
+    """Write one table into ``sheet``: title, styled header, typed cells, highlights, notes."""
     columns = list(table.frame.columns)
     value_columns = set(table.value_columns)
     sheet["A1"] = table.title
@@ -99,6 +108,8 @@ def _fill_sheet(sheet, table: Table) -> None:
     for i, row in enumerate(table.frame.itertuples(index=False)):
         for j, (column, value) in enumerate(zip(columns, row), start=1):
             cell = sheet.cell(row=HEADER_ROW + 1 + i, column=j)
+            # Numbers stay numbers (sortable/filterable in Excel) with a display format; label
+            # and flag cells are text; missing values are empty cells, not "–".
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if is_missing(value):
                 cell.value = None
@@ -110,12 +121,13 @@ def _fill_sheet(sheet, table: Table) -> None:
             if i in best[column]:
                 cell.font, cell.fill = BEST_FONT, BEST_FILL
             widths[j - 1] = max(widths[j - 1], len(table.format_cell(column, value)))
-    note_row = HEADER_ROW + len(table.frame) + 2
+    note_row = HEADER_ROW + len(table.frame) + 2  # one empty row between data and notes
     for k, note in enumerate(table.notes):
         cell = sheet.cell(row=note_row + k, column=1, value=note)
         cell.font = NOTE_FONT
     for j, width in enumerate(widths, start=1):
         sheet.column_dimensions[get_column_letter(j)].width = min(MAX_WIDTH, max(MIN_WIDTH, width + 2))
+    # Freeze the header row and the label columns, so both stay visible while scrolling.
     sheet.freeze_panes = sheet.cell(row=HEADER_ROW + 1, column=table.label_columns + 1 if table.label_columns else 1)
 
 

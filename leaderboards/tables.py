@@ -33,7 +33,7 @@ import pandas as pd
 
 from tg_llava_eval.leaderboards.table import FORMAT_COUNT, FORMAT_DELTA, FORMAT_RATE, FORMAT_SCORE, Table
 from tg_llava_eval.results.benchmarks import BenchmarkRegistry
-from tg_llava_eval.results.identity import MAIN_LLMS, METHOD_LLAVA_15, METHOD_TG_LLAVA, VARIANTS, variant_switches
+from tg_llava_eval.results.identity import MAIN_LLMS, METHOD_LLAVA_15, METHOD_TG_LLAVA, variant_switches
 from tg_llava_eval.results.manifest import RunManifest, parse_run_manifest
 from tg_llava_eval.results.records import (
     ORIGIN_REPORTED,
@@ -130,10 +130,12 @@ def delta(a: float, b: float) -> float:
 
 
 def _llm_rank(llm: str) -> tuple[int, str]:
+    """Sort key of an LLM: the paper's three in their order, then the others alphabetically."""
     return (MAIN_LLMS.index(llm) if llm in MAIN_LLMS else len(MAIN_LLMS), llm)
 
 
 def _method_rank(method: str) -> tuple[int, str]:
+    """Sort key of a method: LLaVA-1.5, TG-LLaVA, then others (concurrent methods) alphabetically."""
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
@@ -164,6 +166,11 @@ def _pivot(frame: pd.DataFrame, row_keys: list[str], labels: list[str]) -> pd.Da
 
 
 def _main_frame(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str) -> pd.DataFrame:
+    """Headline records of one toolkit without ablation variants, with a ``label`` column.
+
+    Shared by the main, delta and concurrent tables so that they show the same numbers; two
+    headlines of one model in one column (two runs) are resolved newest-first with a warning.
+    """
     frame = headlines(records, ORIGIN_REPRODUCED, toolkit)
     if frame.empty:
         return frame.assign(label=pd.Series(dtype=object))
@@ -257,6 +264,7 @@ def delta_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str
 
 
 def _citation_numbers(citations: Iterable[str]) -> dict[str, int]:
+    """Number citations ``[1]``, ``[2]``, ... in order of first appearance (empty ones skipped)."""
     numbers: dict[str, int] = {}
     for citation in citations:
         if citation and citation not in numbers:
@@ -281,6 +289,8 @@ def concurrent_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit
     reported = headlines(records, ORIGIN_REPORTED)
     numbers = _citation_numbers(reported["citation"])
     reported = reported.assign(Origin="reported", Source=[f"[{numbers[c]}] {t}" for c, t in zip(reported["citation"], reported["toolkit"])])
+    # Columns are benchmark names only: a reported "dev (mmbench_dev_20230712)" and our "dev"
+    # share the MMBench column (the reported-vs-reproduced table spells the splits out).
     frame = pd.concat([ours, reported], ignore_index=True) if not ours.empty else reported.copy()
     frame["label"] = [registry.label(b) for b in frame["benchmark"]]
     reported_labels = [registry.label(b) for b in reported["benchmark"]]
@@ -334,6 +344,8 @@ def reported_vs_reproduced(records: pd.DataFrame, registry: BenchmarkRegistry) -
     ours = ours[(ours["method"] != "") & (ours["llm"] != "")]
     theirs = headlines(records, ORIGIN_REPORTED)
     numbers = _citation_numbers(theirs["citation"])
+    # Every reproduced headline meets every reported headline of the same method/LLM/benchmark:
+    # several sources (official scripts, VLMEvalKit) each get their own row.
     pairs = ours.merge(theirs, on=["method", "llm", "benchmark"], suffixes=("", "_reported"))
     mismatched = pairs["scale"] != pairs["scale_reported"]
     skipped = int(mismatched.sum())
@@ -409,6 +421,7 @@ def ablation_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: 
         frame = newest_per_cell(frame, ["variant", "label"], f"ablations ({toolkit})")
         labels = ordered_labels(frame, registry)
         for llm in sorted(set(frame["llm"]), key=_llm_rank):
+            # Within an LLM: the full model first (the reference), then fewer switches on.
             group = frame[frame["llm"] == llm]
             variants = group[["variant", "fom", "dp"]].drop_duplicates("variant")
             variants = variants.assign(on=variants["fom"].astype(int) + variants["dp"].astype(int))
@@ -496,6 +509,7 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
     frame = newest_per_cell(frame[frame["variant"] != ""], ["toolkit", "variant", "benchmark"], "toolkit agreement")
     left = frame[frame["toolkit"] == TOOLKIT_VLMEVALKIT]
     right = frame[frame["toolkit"] == TOOLKIT_LMMS_EVAL]
+    # One row per (variant, benchmark) scored by both toolkits; suffix _v = VLMEvalKit, _l = lmms-eval.
     pairs = left.merge(right, on=["variant", "benchmark"], suffixes=("_v", "_l"))
     order = {b: i for i, b in enumerate(registry.order(pairs["benchmark"]))}
     rows = []
@@ -564,8 +578,7 @@ def all_tables(records: pd.DataFrame, samples: pd.DataFrame, registry: Benchmark
     return tables
 
 
-# Kept importable for renderers that need the variant table (e.g. to list known variants).
 __all__ = [
-    "VARIANTS", "ablation_table", "agreement_table", "all_tables", "answer_agreement", "column_labels",
+    "ablation_table", "agreement_table", "all_tables", "answer_agreement", "column_labels",
     "concurrent_table", "delta_table", "headlines", "main_table", "normalize_answer", "reported_vs_reproduced",
 ]

@@ -94,10 +94,12 @@ class BenchmarkSpec:
 
 
 def _vlm(name: str, split: str | None = None, headline: Headline | None = None) -> DatasetEntry:
+    """A VLMEvalKit dataset entry (shorthand for the table below)."""
     return DatasetEntry(TOOLKIT_VLMEVALKIT, name, split, headline)
 
 
 def _lmms(name: str, split: str | None = None, headline: Headline | None = None) -> DatasetEntry:
+    """An lmms-eval task entry (shorthand for the table below)."""
     return DatasetEntry(TOOLKIT_LMMS_EVAL, name, split, headline)
 
 
@@ -107,6 +109,8 @@ _F1 = Headline("f1")
 
 #: The benchmarks of LLaVA-style tables (ids from vlmevalkit.md §4 and lmms-eval's task list).
 DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
+    # MMBench: VLMEvalKit's _acc.csv has one row per split; LLaVA-style tables report dev (EN).
+    # lmms-eval's mmbench tasks score with a GPT judge (gpt_eval_score) unless configured otherwise.
     BenchmarkSpec(
         "MMBench",
         (
@@ -130,6 +134,9 @@ DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
             _lmms("mmbench_cn_dev", "dev", _ACC),
         ),
     ),
+    # MME: the headline is the perception sum (max 2000), as in the LLaVA-1.5 paper; reasoning
+    # (lmms-eval: cognition, max 800) is recorded but not the headline. Tolerance in points of
+    # the sum: 30 of 2000 is the spread seen between toolkits for one checkpoint (issue #1029).
     BenchmarkSpec(
         "MME",
         (_vlm("MME", headline=_PERCEPTION), _lmms("mme", headline=_PERCEPTION)),
@@ -142,7 +149,10 @@ DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
             ("not stated", "as reported (README column 'MME')"),
         ),
     ),
+    # POPE: VLMEvalKit's "Overall" column is F1 x 100 (POPE_rating); lmms-eval's pope_f1_score.
     BenchmarkSpec("POPE", (_vlm("POPE", headline=_F1), _lmms("pope", headline=_F1))),
+    # SEED-Bench: the image subset; LLaVA's own seed.sh also includes video frames (see the
+    # reference CSV's split wording), which the reported-vs-reproduced table shows next to Δ.
     BenchmarkSpec(
         "SEED-Bench",
         (_vlm("SEEDBench_IMG", "image", _ACC), _lmms("seedbench", "image", Headline("seed_image"))),
@@ -153,12 +163,14 @@ DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
             ("not stated", "as reported (README column 'SEED')"),
         ),
     ),
+    # MMMU: VLMEvalKit scores dev and validation in one file; papers report validation.
     BenchmarkSpec(
         "MMMU",
         (_vlm("MMMU_DEV_VAL", headline=Headline("accuracy", "validation")), _lmms("mmmu_val", "validation", _ACC)),
     ),
     BenchmarkSpec("MMStar", (_vlm("MMStar", headline=_ACC), _lmms("mmstar", headline=_ACC))),
     BenchmarkSpec("AI2D", (_vlm("AI2D_TEST", "test", _ACC), _lmms("ai2d", "test", _ACC))),
+    # ScienceQA: the image subset of the test split is the LLaVA headline (SQA-IMG).
     BenchmarkSpec(
         "ScienceQA",
         (
@@ -176,15 +188,19 @@ DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     BenchmarkSpec("TextVQA", (_vlm("TextVQA_VAL", "val", _ACC), _lmms("textvqa_val", "val", _ACC))),
     BenchmarkSpec("VQAv2", (_lmms("vqav2_val", "val", _ACC),)),
     BenchmarkSpec("VizWiz", (_lmms("vizwiz_vqa_val", "val", _ACC),)),
+    # HallusionBench: aAcc (question-level accuracy) is the headline; fAcc/qAcc are recorded too.
     BenchmarkSpec(
         "HallusionBench",
         (_vlm("HallusionBench", headline=Headline("aAcc")), _lmms("hallusion_bench_image", headline=Headline("aAcc"))),
         reference_headline=(("overall", "aAcc"),),
     ),
+    # OCRBench: VLMEvalKit's "Final Score Norm" (0-100); the 0-1000 sum is kept as score_sum.
     BenchmarkSpec(
         "OCRBench",
         (_vlm("OCRBench", headline=Headline("score")), _lmms("ocrbench", headline=_ACC)),
     ),
+    # MM-Vet and LLaVA-Bench need a GPT judge; only the official-evaluator reference rows are
+    # headlines (GPT-4-Turbo re-judged rows are kept but not compared).
     BenchmarkSpec(
         "MM-Vet",
         (_vlm("MMVet", headline=_ACC), _lmms("mmvet", headline=Headline("gpt_eval_score"))),
@@ -203,6 +219,7 @@ DEFAULT_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         ),
         label="LLaVA-W",
     ),
+    # Benchmarks reported by the concurrent methods or LLaVA-1.5 without a project headline rule.
     BenchmarkSpec("MathVista", (_vlm("MathVista_MINI", "testmini"), _lmms("mathvista_testmini"))),
     BenchmarkSpec("RealWorldQA", (_vlm("RealWorldQA"), _lmms("realworldqa"))),
     BenchmarkSpec("CCBench", (_vlm("CCBench"),)),
@@ -231,7 +248,9 @@ class MetricSpec:
     scale: str  # "fraction", "percent", "sum" or "raw"
 
 
-#: lmms-eval metric names (the part before ``,<filter>``) of the tasks in the registry.
+#: lmms-eval metric names (the part before ``,<filter>``) of the tasks in the registry. Scales
+#: follow each task's aggregation: ``mean`` of 0/1 scores and the POPE aggregations are fractions,
+#: MME sums category scores, the GPT-judged and HallusionBench metrics are already percentages.
 LMMS_METRICS: dict[str, MetricSpec] = {
     "acc": MetricSpec("accuracy", "fraction"),
     "accuracy": MetricSpec("accuracy", "fraction"),
@@ -273,6 +292,7 @@ class BenchmarkRegistry:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        """Index specs by name and datasets by (toolkit, name); a clash is a ``ValueError``."""
         self._by_name = {}
         self._by_dataset: dict[tuple[str, str], tuple[BenchmarkSpec, DatasetEntry]] = {}
         for spec in self.specs:
@@ -361,6 +381,14 @@ def load_benchmark_specs(path: str | Path) -> tuple[list[BenchmarkSpec], dict[st
 
 
 def _spec_from_json(item: Any, path: Path, where: str) -> BenchmarkSpec:
+    """One ``benchmarks[i]`` object -> :class:`BenchmarkSpec`.
+
+    Every field is checked with its JSON path (``benchmarks[0].datasets[1].toolkit``) in the
+    message, so an error in a long specs file points at the exact entry.
+
+    Raises:
+        ResultFileError: Unknown keys, wrong types or values out of their vocabularies.
+    """
     item = _dict(item, path, where)
     unknown = set(item) - {"name", "datasets", "scale", "tolerance", "reference_headline", "label"}
     if unknown:
@@ -411,18 +439,21 @@ def _spec_from_json(item: Any, path: Path, where: str) -> BenchmarkSpec:
 
 
 def _dict(value: Any, path: Path, where: str) -> dict:
+    """``value`` if it is a JSON object, else an error naming ``where``."""
     if not isinstance(value, dict):
         raise ResultFileError(path, f"{where} must be an object, got {type(value).__name__}")
     return value
 
 
 def _list(value: Any, path: Path, where: str) -> list:
+    """``value`` if it is a JSON array, else an error naming ``where``."""
     if not isinstance(value, list):
         raise ResultFileError(path, f"{where} must be a list, got {type(value).__name__}")
     return value
 
 
 def _str(value: Any, path: Path, where: str) -> str:
+    """``value`` if it is a string (non-empty for ``….name`` fields), else an error naming ``where``."""
     if not isinstance(value, str) or (where.endswith(".name") and not value):
         raise ResultFileError(path, f"{where} must be a non-empty string, got {value!r}")
     return value

@@ -124,7 +124,9 @@ def _discover(paths: list[Path]) -> tuple[list[_Unit], CollectResult]:
     result = CollectResult()
     units: list[_Unit] = []
     seen_results: set[Path] = set()
-    model_dirs: dict[Path, set[Path] | None] = {}  # model dir -> restricted files (None = all)
+    # Model folders by resolved path (a folder reached twice is read once) -> (the path as first
+    # given, the files it is restricted to or None for all of them).
+    model_dirs: dict[Path, tuple[Path, set[Path] | None]] = {}
     for root in paths:
         if not root.exists():
             raise ResultFileError(root, "no such file or folder")
@@ -138,12 +140,11 @@ def _discover(paths: list[Path]) -> tuple[list[_Unit], CollectResult]:
                 found += 1
             elif is_vlmevalkit_file(path):
                 model_dir = model_dir_of(path)
-                if root.is_file():
-                    restricted = model_dirs.setdefault(model_dir, set())
-                    if restricted is not None:
-                        restricted.add(path)
+                shown, restricted = model_dirs.setdefault(model_dir.resolve(), (model_dir, set()))
+                if root.is_file() and restricted is not None:
+                    restricted.add(path)
                 else:
-                    model_dirs[model_dir] = None
+                    model_dirs[model_dir.resolve()] = (shown, None)
                 found += 1
             elif SCORE_FILE.match(path.name) and path.suffix == ".csv":
                 raise ResultFileError(
@@ -157,7 +158,7 @@ def _discover(paths: list[Path]) -> tuple[list[_Unit], CollectResult]:
                 "unknown layout: no VLMEvalKit output (work_dir/<model>/<model>_<dataset>_acc.csv, _score.csv, "
                 "status.json) and no lmms-eval output (<date>_results.json) found",
             )
-    for model_dir, only in sorted(model_dirs.items(), key=lambda item: str(item[0])):
+    for model_dir, only in sorted(model_dirs.values(), key=lambda item: str(item[0])):
         run_units, report = plan_model_dir(model_dir, only)
         result.skips.extend(report.skips)
         units.extend(_Unit(u.run_dir, run_unit=u) for u in run_units)

@@ -77,16 +77,26 @@ VARIANTS: dict[str, VariantInfo] = {
 #: The three LLMs of the paper's main table, in display order.
 MAIN_LLMS = ("Vicuna-13B", "Llama-3-8B", "Qwen2-7B")
 
-#: Toolkit model names that identify a variant: our VLMEvalKit presets (``model_wrappers``).
-#: ``tg_llava`` (the generic preset, checkpoint given on the command line) is deliberately absent:
-#: its variant comes from the run manifest.
+#: Toolkit model names that identify a variant: the VLMEvalKit presets of
+#: ``model_wrappers.vlmevalkit.PRESETS`` (a test keeps this table in sync with it), plus the
+#: short baseline names ``LLaVA-1.5-<llm>-TG``. ``tg_llava`` (the generic preset, checkpoint given
+#: on the command line) is deliberately absent: its variant comes from the run manifest.
 MODEL_PRESETS: dict[str, str] = {
     "TG-LLaVA-Vicuna-13B": "tg-llava-vicuna-13b",
     "TG-LLaVA-Llama3-8B": "tg-llava-llama3-8b",
     "TG-LLaVA-Qwen2-7B": "tg-llava-qwen2-7b",
+    "LLaVA-1.5-Vicuna-13B-TG-Baseline": "llava-1.5-vicuna-13b",
+    "LLaVA-1.5-Llama3-8B-TG-Baseline": "llava-1.5-llama3-8b",
+    "LLaVA-1.5-Qwen2-7B-TG-Baseline": "llava-1.5-qwen2-7b",
     "LLaVA-1.5-Vicuna-13B-TG": "llava-1.5-vicuna-13b",
     "LLaVA-1.5-Llama3-8B-TG": "llava-1.5-llama3-8b",
     "LLaVA-1.5-Qwen2-7B-TG": "llava-1.5-qwen2-7b",
+    "TG-LLaVA-Vicuna-13B-no-FOM": "tg-llava-vicuna-13b-no-fom",
+    "TG-LLaVA-Vicuna-13B-no-DP": "tg-llava-vicuna-13b-no-dp",
+    "TG-LLaVA-Llama3-8B-no-FOM": "tg-llava-llama3-8b-no-fom",
+    "TG-LLaVA-Llama3-8B-no-DP": "tg-llava-llama3-8b-no-dp",
+    "TG-LLaVA-Qwen2-7B-no-FOM": "tg-llava-qwen2-7b-no-fom",
+    "TG-LLaVA-Qwen2-7B-no-DP": "tg-llava-qwen2-7b-no-dp",
 }
 
 #: LLM names as publications write them -> the canonical labels used in tables.

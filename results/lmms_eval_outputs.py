@@ -86,6 +86,8 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
         raise ResultFileError(path, "no 'results' object (not an lmms-eval results file?)")
     if not results:
         raise ResultFileError(path, "'results' is empty: the run evaluated no task")
+    # Identity: model_name (the pretrained path) names the model; the sanitized folder name and
+    # the folder itself are exact aliases for the user mapping; variant= may come as a model arg.
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
     model_args = parse_model_args(str(config.get("model_args") or ""))
     model = str(data.get("model_name") or model_args.get("pretrained") or config.get("model") or path.parent.name)
@@ -93,11 +95,11 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
     manifest_path = find_run_manifest(path.parent)
     manifest = read_run_manifest(manifest_path) if manifest_path is not None else None
     identity = identify(ctx, model, manifest, model_args.get("variant", ""), aliases)
-    run_time = _run_time(path, data, config)
+    run_time = _run_time(path, config)
     version = manifest.toolkit_version if manifest and manifest.toolkit_version else _version(data)
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     directions = data.get("higher_is_better") if isinstance(data.get("higher_is_better"), dict) else {}
-    warned: set[str] = set()
+    warned: set[str] = set()  # unknown metric names already reported for this file
     for task, entry in results.items():
         if not isinstance(entry, dict):
             raise ResultFileError(path, f"results.{task} must be an object, got {type(entry).__name__}")
@@ -110,6 +112,7 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
             if metric_name.endswith(STDERR_SUFFIXES):
                 continue
             raw = number(value, path, f"results.{task}.{key!r}")
+            # Canonical name and scale from the metric table; fractions become percentages.
             metric_spec = ctx.registry.metrics.get(metric_name)
             if metric_spec is None:
                 if metric_name not in warned:
@@ -142,6 +145,8 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
         if not records:
             out.skip(path, f"task {task!r} has no metric values")
             continue
+        # Headline: declared by the registry, else the task's first metric (lmms-eval lists the
+        # metrics in the task's metric_list order, its main metric first by convention).
         headline = dataset_entry.headline if dataset_entry is not None and dataset_entry.headline else Headline(records[0].metric)
         out.records.extend(mark_primary(records, headline, str(path)))
     if ctx.read_samples:
@@ -156,7 +161,15 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
 
 
 def samples_files(results_path: Path) -> list[Path]:
-    """The samples files written by the same run as ``results_path`` (same folder and date id)."""
+    """The samples files written by the same run as ``results_path`` (same folder and date id).
+
+    lmms-eval names both files after the run's ``date_id``; several runs in one folder (one per
+    ``--tasks`` call) are thereby kept apart. Samples of a run whose results file is missing are
+    never read (they have no scores to go with).
+
+    Returns:
+        The matching ``*.jsonl`` files, sorted by name.
+    """
     match = RESULTS_FILE.match(results_path.name)
     if match is None:
         return []
@@ -173,6 +186,12 @@ def samples_files(results_path: Path) -> list[Path]:
 
 
 def _read_samples(path: Path, model: str, variant: str, ctx: ParseContext, run_time: str) -> list[SamplePrediction]:
+    """One :class:`SamplePrediction` per line of a ``*_samples_<task>.jsonl`` file.
+
+    Raises:
+        ResultFileError: An unreadable file, a line that is not JSON (a cut-off write) or a
+            sample without ``doc_id`` — named by line.
+    """
     match = SAMPLES_FILE.match(path.name)
     task = (match.group("task") or match.group("task2")) if match else path.stem
     benchmark = ctx.registry.benchmark_name(TOOLKIT_LMMS_EVAL, task)
@@ -208,11 +227,17 @@ def _first_response(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
+    """``str(value)``, with ``None`` as ``""``."""
     return "" if value is None else str(value)
 
 
 def parse_model_args(text: str) -> dict[str, str]:
-    """``"pretrained=a,variant=b"`` -> ``{"pretrained": "a", "variant": "b"}`` (malformed pairs ignored)."""
+    """``"pretrained=a,variant=b"`` -> ``{"pretrained": "a", "variant": "b"}``.
+
+    Only ``pretrained`` and ``variant`` are used (identity). Items without ``=`` are ignored here:
+    lmms-eval itself accepted the string when it ran, so they are values of a previous key that
+    contained a comma (JSON model args), not separate settings.
+    """
     pairs = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
@@ -222,18 +247,25 @@ def parse_model_args(text: str) -> dict[str, str]:
 
 
 def _effective(value: Any) -> int | None:
+    """``n-samples.<task>.effective`` (documents actually evaluated, after ``--limit``), if an int."""
     if isinstance(value, dict) and isinstance(value.get("effective"), int):
         return value["effective"]
     return None
 
 
 def _version(data: dict) -> str:
+    """``lmms_eval_version`` as written; wheel installs write ``unknown@unknown``, recorded as ``""``."""
     version = str(data.get("lmms_eval_version") or "")
     return "" if version in ("", "unknown@unknown", "unknown") else version
 
 
-def _run_time(path: Path, data: dict, config: dict) -> str:
-    """UTC run time from the date id and the recorded ``--timezone`` (file time as fallback)."""
+def _run_time(path: Path, config: dict) -> str:
+    """UTC run time from the file name and the recorded ``--timezone``.
+
+    ``<date_id>_results.json`` is local time in ``config.resolved_cli_args.timezone`` (lmms-eval's
+    default, Asia/Singapore, when not recorded); harness-style ``results_<ISO>.json`` names carry
+    no zone and are taken as UTC; anything else falls back to the file's modification time.
+    """
     match = RESULTS_FILE.match(path.name)
     resolved = config.get("resolved_cli_args") if isinstance(config.get("resolved_cli_args"), dict) else {}
     zone_name = str(resolved.get("timezone") or DEFAULT_TIMEZONE)
@@ -256,6 +288,11 @@ def _run_time(path: Path, data: dict, config: dict) -> str:
 
 
 def _load_object(path: Path) -> dict:
+    """Decode a results file that must be a JSON object.
+
+    Raises:
+        ResultFileError: Unreadable, empty, invalid (e.g. truncated) JSON, or not an object.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

@@ -258,6 +258,16 @@ def parse_unit(unit: RunUnit, ctx: ParseContext, strict: bool = True) -> ParsedO
 
 
 def _run_facts(unit: RunUnit) -> _RunFacts:
+    """Read what the run itself says: ``status.json``, the nearest manifest, time and version.
+
+    Run time: ``status.json`` ``created_at``, else the run-folder name, else the newest file's
+    modification time. Version: the manifest's ``toolkit_version``, else ``git:<commit>`` from
+    ``status.json`` or a legacy ``T…_G<commit>`` folder (the commit of the repository VLMEvalKit ran
+    from), else ``""``.
+
+    Raises:
+        ResultFileError: An unreadable ``status.json`` or an invalid manifest.
+    """
     status_path = unit.run_dir / STATUS_NAME
     status: dict = {}
     if status_path in unit.files:
@@ -324,6 +334,7 @@ class _Value:
 def _records_from_score_file(
     path: Path, kind: str, dataset: str, model: str, identity, facts: _RunFacts, ctx: ParseContext
 ) -> list[ScoreRecord]:
+    """Records of one score file: JSON objects by key, tables (CSV or JSON rows) by columns."""
     if path.suffix == ".json":
         data = _load_json(path)
         if kind == "rating" or isinstance(data, dict):
@@ -377,6 +388,11 @@ def table_values(table: ScoreTable, kind: str | None) -> tuple[list[_Value], Hea
 
 
 def _mcq(table: ScoreTable) -> list[_Value]:
+    """MCQ ``_acc`` table: one row per split; ``Overall`` and every ability/category column.
+
+    VLMEvalKit writes fractions here (``report_acc``); a value outside [0, 1] means the file is
+    not what its columns claim, so it is an error rather than a silently mis-scaled score.
+    """
     values = []
     for i, row in enumerate(table.rows):
         split = _split_name(row["split"])
@@ -407,6 +423,7 @@ def _split_rows(table: ScoreTable, metrics: dict[str, str]) -> list[_Value]:
 
 
 def _mme(table: ScoreTable) -> list[_Value]:
+    """MME ``_score`` table (``MME_rating``): the two sums and 14 category scores (0-200 each)."""
     if len(table.rows) != 1:
         raise ResultFileError(table.path, f"an MME score table has one row, found {len(table.rows)}")
     values = []
@@ -420,6 +437,7 @@ def _mme(table: ScoreTable) -> list[_Value]:
 
 
 def _mmvet(table: ScoreTable) -> list[_Value]:
+    """MMVet ``_score`` table: ``Category, tot, acc`` rows; the ``Overall`` row is the headline."""
     values = []
     for i, row in enumerate(table.rows):
         category = "" if row["Category"] == "Overall" else str(row["Category"])
@@ -496,6 +514,11 @@ def _to_records(
     values: list[_Value], family_headline: Headline | None, path: Path, dataset: str, model: str,
     identity, facts: _RunFacts, ctx: ParseContext,
 ) -> list[ScoreRecord]:
+    """Turn a file's values into records and mark its headline.
+
+    The registry names the benchmark and may declare the split a split-less file stands for and
+    the headline; otherwise the family's default headline applies.
+    """
     spec, entry = ctx.registry.lookup(TOOLKIT_VLMEVALKIT, dataset)
     benchmark = spec.name if spec is not None else dataset
     default_split = entry.split if entry is not None and entry.split else ""
@@ -528,7 +551,12 @@ def _status_fallback(
     unit: RunUnit, facts: _RunFacts, scored: set[str], model: str, identity, ctx: ParseContext,
     strict: bool, out: ParsedOutput,
 ) -> None:
-    """Datasets that ``status.json`` lists but no score file covers: metrics or a skip."""
+    """Datasets that ``status.json`` lists but no score file covers: metrics or a skip.
+
+    A dataset with an error message or skip reason, or without metrics (e.g. a custom VQA set
+    VLMEvalKit cannot score), is a documented skip. A dataset with metrics but no score file (the
+    file was deleted or never copied) is read from the metrics with the same column rules.
+    """
     datasets = facts.status.get("datasets")
     if not isinstance(datasets, dict):
         return
@@ -591,7 +619,11 @@ def table_from_status_metrics(metrics: Any, path: Path, dataset: str) -> ScoreTa
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:
-    """Read ``<model>_<dataset>.xlsx|tsv|json`` (needs ``index`` and ``prediction`` columns)."""
+    """Read ``<model>_<dataset>.xlsx|tsv|json`` (needs ``index`` and ``prediction`` columns).
+
+    Raises:
+        ResultFileError: The file cannot be read or lacks the two columns.
+    """
     try:
         if path.suffix == ".xlsx":
             frame = pd.read_excel(path, engine="openpyxl")
@@ -654,6 +686,8 @@ def _category_mask(rows: pd.DataFrame, category: str) -> pd.Series | None:
 def _samples(
     frame: pd.DataFrame, path: Path, model: str, variant: str, benchmark: str, dataset: str, run_time: str
 ) -> list[SamplePrediction]:
+    """One :class:`SamplePrediction` per prediction row (circular copies included: their
+    ``index`` ≥ 1e6 simply finds no partner in lmms-eval's ``doc_id`` numbering)."""
     answers = frame["answer"] if "answer" in frame.columns else pd.Series([""] * len(frame))
     return [
         SamplePrediction(
@@ -673,6 +707,7 @@ def _sample_id(index: Any) -> str:
 
 
 def _load_json(path: Path) -> Any:
+    """Decode a JSON file; unreadable or invalid JSON is a :class:`ResultFileError`."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:

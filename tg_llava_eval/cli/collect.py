@@ -38,7 +38,12 @@ def samples_path_for(results_csv: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``collect``."""
+    """Arguments of ``collect``.
+
+    Paths may be VLMEvalKit work dirs (or single model folders), lmms-eval output paths, or
+    single score/results files. ``--models`` and ``--benchmarks`` extend the declared tables
+    (model identity, benchmark registry) without code changes; see ``docs/results.md``.
+    """
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="work dirs, output dirs or single files")
     parser.add_argument("-o", "--output", type=Path, required=True, help="records CSV to write (e.g. results.csv)")
     parser.add_argument("--samples", type=Path, default=None, help="samples CSV (default: <output stem>.samples.csv)")
@@ -50,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _progress(disabled: bool):
+    """A progress wrapper for :func:`collect`: a tqdm bar on stderr (auto-off when not a TTY)."""
+
     def wrap(units, total):
         return tqdm(units, total=total, desc="collect", unit="run", disable=True if disabled else None, leave=False)
 
@@ -57,7 +64,12 @@ def _progress(disabled: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``collect``; returns the exit status."""
+    """Run ``collect``; returns the exit status.
+
+    Prints what was written (records, samples), how many duplicates were resolved and every
+    skipped item, so nothing that was not turned into a record goes unmentioned. A bad input is
+    logged as an error naming the file and gives status 1 without writing any output.
+    """
     try:
         registry = BenchmarkRegistry()
         if args.benchmarks is not None:

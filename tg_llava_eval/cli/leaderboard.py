@@ -35,6 +35,7 @@ HELP = "build leaderboard tables (md, tex, csv, xlsx, html, png) from results.cs
 
 
 def _formats(text: str) -> list[str]:
+    """Parse ``--formats md,tex,...``; unknown names are a usage error listing the valid ones."""
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -43,7 +44,12 @@ def _formats(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``leaderboard``."""
+    """Arguments of ``leaderboard``.
+
+    Several records CSVs can be combined (e.g. one per machine); reported scores come from the
+    shipped reference CSV plus ``--reference`` files; ``--benchmarks`` must be the file given to
+    ``collect`` when the results use custom benchmarks (labels, order, tolerances).
+    """
     parser.add_argument("results", nargs="+", type=Path, metavar="RESULTS_CSV", help="records CSV(s) written by collect")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument("--reference", type=Path, action="append", default=[], help="extra reference CSV (repeatable)")
@@ -57,13 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``leaderboard``; returns the exit status."""
+    """Run ``leaderboard``; returns the exit status.
+
+    Reads and validates every input first (records, references, samples), so a bad file stops
+    the command before any output is written; then builds the tables and writes the formats.
+    """
     try:
         registry = BenchmarkRegistry()
         if args.benchmarks is not None:
             registry.extend(*load_benchmark_specs(args.benchmarks))
         records = [r for path in args.results for r in read_records_csv(path)]
+        # Reported numbers (with citations) join the reproduced ones in one frame.
         records += load_reference_scores(args.reference, registry, shipped=not args.no_shipped_reference)
+        # Samples: the files given, else the sidecar `collect` wrote next to each records CSV.
         sample_paths = args.samples if args.samples is not None else [
             p for p in (samples_path_for(path) for path in args.results) if p.exists()
         ]

@@ -144,3 +144,12 @@ def test_variant_table_mirrors_the_model_presets():
         assert (info.text_guided_mask, info.detail_perceiver) == (switches["use_text_guided_mask"], switches["use_detail_perceiver"]), name
         assert info.llm == canonical_llm(preset.backbone.display), name
         assert info.method == ("LLaVA-1.5" if preset.switches == "baseline" else "TG-LLaVA"), name
+
+
+def test_model_presets_cover_the_vlmevalkit_presets():
+    """Every preset the VLMEvalKit wrapper registers is identified by its exact name."""
+    wrapper = pytest.importorskip("tg_llava_eval.model_wrappers.vlmevalkit")
+    from tg_llava_eval.results.identity import MODEL_PRESETS
+
+    for preset in wrapper.PRESETS:
+        assert MODEL_PRESETS.get(preset.name) == preset.variant, preset.name

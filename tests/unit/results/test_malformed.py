@@ -222,3 +222,13 @@ def test_read_table_accepts_json_rows_and_rejects_ragged_ones(tmp_path):
     bad.write_text(json.dumps([{"split": "dev", "Overall": 0.5}, {"split": "test"}]))
     with pytest.raises(ResultFileError, match="row 2: keys"):
         read_table(bad)
+
+
+def test_a_folder_given_twice_is_read_once(model_dir, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    alias = tmp_path / "alias"
+    alias.symlink_to(model_dir.parent)
+    once = collect([model_dir.parent], FAST)
+    twice = collect([model_dir.parent, alias, model_dir], FAST)
+    assert len(twice.records) == len(once.records) == 49
+    assert twice.duplicates == [] and not any("duplicate" in m for m in caplog.messages)
