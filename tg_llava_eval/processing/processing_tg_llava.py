@@ -26,6 +26,7 @@ project templates, which ``ProcessorMixin``'s auto-loading does not model.
 from __future__ import annotations
 
 import copy
+import re
 import json
 import logging
 import os
@@ -529,9 +530,21 @@ class TGLlavaProcessor:
         return self._pad_llm(rows, side)
 
     def with_template(self, template: str) -> "TGLlavaProcessor":
-        """A copy of this processor that renders prompts with another conversation template."""
+        """A copy of this processor that renders prompts with another conversation template.
+
+        Raises:
+            TGLlavaConfigError: The template's end-of-turn text is not a token of the tokenizer.
+        """
+        new_template = get_template(template)
+        stop_id = self.tokenizer.convert_tokens_to_ids(new_template.stop_text)
+        is_special_text = re.fullmatch(r"<[^<>\s]+>", new_template.stop_text or "") is not None
+        if is_special_text and (stop_id is None or stop_id == self.tokenizer.unk_token_id):
+            raise TGLlavaConfigError(
+                f"template {new_template.name!r} ends turns with {new_template.stop_text!r}, which is not a "
+                "token of this LLM tokenizer: the template belongs to another LLM family"
+            )
         clone = copy.copy(self)
-        clone.template = get_template(template)
+        clone.template = new_template
         return clone
 
     def _pad_llm(self, rows: Sequence[Sequence[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
