@@ -1,0 +1,157 @@
+"""``tg-llava-eval train {pretrain,finetune}``: one TG-LLaVA training stage.
+
+Usage (any ``TrainingArguments`` flag may follow and overrides the stage recipe)::
+
+    tg-llava-eval train pretrain --variant tiny --data stage1.json --images IMG --output out/s1
+    tg-llava-eval train finetune --variant tiny --data stage2.json --images IMG --output out/s2 \\
+        --from out/s1 --max_steps 100 --learning_rate 1e-4
+
+Launchers (all start this same entry point, ``main(argv=None)``)::
+
+    torchrun --nproc_per_node 8 -m tg_llava_eval.cli.train pretrain ...
+    deepspeed --num_gpus 8 --module tg_llava_eval.cli.train pretrain ...   # adds --local_rank=N
+    accelerate launch --num_processes 8 -m tg_llava_eval.cli.train pretrain ...
+
+A plain single-process run (``tg-llava-eval train ...`` or ``python -m ...``) with DeepSpeed gets
+the rendezvous variables DeepSpeed needs (``RANK=0``, ``WORLD_SIZE=1``, a free local
+``MASTER_PORT``) when no launcher set them; without them DeepSpeed tries MPI discovery and fails
+(``reference/environment.md`` §3). ``--no-deepspeed`` trains with the plain ``Trainer``.
+
+Options may come before or after the stage name; everything this parser does not know is handed
+to ``HfArgumentParser(TrainingArguments)``, which names any flag it does not know either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import socket
+import sys
+from typing import Sequence
+
+HELP = "train one TG-LLaVA stage: pretrain (feature alignment, ZeRO-2) or finetune (instruction tuning, ZeRO-3)"
+
+#: The stages (= ``tg_llava_eval.training.recipe.RECIPES``; written out so that ``--help`` does
+#: not import torch; a unit test keeps the two equal).
+STAGES = ("pretrain", "finetune")
+
+logger = logging.getLogger(__name__)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """The train options; defaults are suppressed so values given before and after the stage merge."""
+    add = parser.add_argument
+    add("--variant", default=argparse.SUPPRESS, help="model preset (e.g. tiny, tg-llava-qwen2-7b); must match the checkpoint")
+    add("--data", type=pathlib.Path, default=argparse.SUPPRESS, help="LLaVA conversation JSON")
+    add("--images", type=pathlib.Path, default=argparse.SUPPRESS, help="folder the rows' image paths are relative to")
+    add("--output", type=pathlib.Path, default=argparse.SUPPRESS, help="output folder of the stage")
+    add("--model", type=pathlib.Path, default=argparse.SUPPRESS,
+        help="starting checkpoint (pretrain: required except for tiny variants; finetune: default --from)")
+    add("--from", dest="stage1_dir", type=pathlib.Path, default=argparse.SUPPRESS,
+        help="stage-1 output whose adapter groups finetune loads strictly")
+    add("--strict-data", action="store_true", default=argparse.SUPPRESS,
+        help="a bad row is an error naming it (default: skip, count, report)")
+    add("--model-max-length", type=int, default=argparse.SUPPRESS, help="override the recipe's 2048 tokens")
+    add("--no-deepspeed", action="store_true", default=argparse.SUPPRESS,
+        help="plain Trainer (DDP / single process) instead of the stage's ZeRO config")
+    add("--local_rank", "--local-rank", type=int, default=argparse.SUPPRESS,
+        help="set by the deepspeed launcher; forwarded to TrainingArguments")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options, the stage, then everything else (``TrainingArguments`` flags and late options)."""
+    _add_options(parser)
+    parser.add_argument("stage", choices=STAGES, help="pretrain = stage 1, finetune = stage 2")
+    parser.add_argument("rest", nargs=argparse.REMAINDER,
+                        help="more options and any TrainingArguments flag (--learning_rate, --max_steps, ...)")
+
+
+def _merge_options(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """Options given before the stage + those among ``rest``; the leftovers are HF flags."""
+    late = argparse.ArgumentParser(prog=f"tg-llava-eval train {args.stage}", add_help=False)
+    _add_options(late)
+    known, hf_flags = late.parse_known_args(args.rest)
+    options = {k: v for k, v in vars(args).items() if k not in ("rest", "_run", "verbose", "command")}
+    options.update(vars(known))
+    missing = [name for name in ("variant", "data", "images", "output") if name not in options]
+    if missing:
+        raise SystemExit(f"tg-llava-eval train {args.stage}: missing required option(s): "
+                         + ", ".join(f"--{m}" for m in missing))
+    if "local_rank" in options:
+        hf_flags = ["--local_rank", str(options["local_rank"])] + hf_flags
+    return options, hf_flags
+
+
+def _single_process_rendezvous() -> None:
+    """Rendezvous variables for a launcher-less DeepSpeed run (one process, a free local port)."""
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+        os.environ.setdefault(name, value)
+    logger.info("single-process DeepSpeed run: rendezvous on 127.0.0.1:%s", port)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the stage; prints a JSON summary on the main process. Returns the exit status."""
+    options, hf_flags = _merge_options(args)
+    use_deepspeed = not options.get("no_deepspeed", False)
+    if use_deepspeed:
+        _single_process_rendezvous()
+    from tg_llava_eval.errors import TGLlavaError
+    from tg_llava_eval.training.trainer import StageRun, run_stage
+
+    stage_run = StageRun(
+        stage=args.stage,
+        variant=options["variant"],
+        data_path=options["data"],
+        image_dir=options["images"],
+        output_dir=options["output"],
+        model_path=options.get("model"),
+        stage1_dir=options.get("stage1_dir"),
+        strict_data=options.get("strict_data", False),
+        model_max_length=options.get("model_max_length"),
+        use_deepspeed=use_deepspeed,
+        training_flags=tuple(hf_flags),
+    )
+    try:
+        report = run_stage(stage_run)
+    except TGLlavaError as error:
+        logger.error("training failed: %s", error)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {
+            "output": str(stage_run.output_dir),
+            "stage": report["stage"],
+            "train_loss": report["metrics"].get("train_loss"),
+            "effective_global_batch": report["effective_global_batch"],
+            "skipped_by_reason": report["data"]["skipped_by_reason"],
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for launchers: ``python -m tg_llava_eval.cli.train STAGE ...``."""
+    parser = argparse.ArgumentParser(prog="python -m tg_llava_eval.cli.train", description=HELP)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(
+        # Other ranks log warnings only: the tables and summaries would repeat once per rank.
+        level=logging.DEBUG if args.verbose else logging.INFO if rank == "0" else logging.WARNING,
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
