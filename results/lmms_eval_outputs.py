@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tg_llava_eval.results.benchmarks import Headline
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.manifest import find_run_manifest, read_run_manifest
 from tg_llava_eval.results.parsing import ParseContext, ParsedOutput, file_time, identify, iso_utc, mark_primary
@@ -42,7 +43,6 @@ from tg_llava_eval.results.records import (
     ScoreRecord,
     manifest_json,
 )
-from tg_llava_eval.results.benchmarks import Headline
 from tg_llava_eval.results.score_tables import number
 
 logger = logging.getLogger(__name__)

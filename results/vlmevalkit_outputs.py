@@ -48,12 +48,13 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 
 from tg_llava_eval.results.benchmarks import Headline
 from tg_llava_eval.results.errors import ResultFileError
+from tg_llava_eval.results.identity import ModelIdentity
 from tg_llava_eval.results.manifest import RunManifest, find_run_manifest, read_run_manifest
 from tg_llava_eval.results.parsing import ParseContext, ParsedOutput, file_time, identify, iso_utc, mark_primary, parse_iso
 from tg_llava_eval.results.records import (
@@ -332,7 +333,7 @@ class _Value:
 
 
 def _records_from_score_file(
-    path: Path, kind: str, dataset: str, model: str, identity, facts: _RunFacts, ctx: ParseContext
+    path: Path, kind: str, dataset: str, model: str, identity: ModelIdentity, facts: _RunFacts, ctx: ParseContext
 ) -> list[ScoreRecord]:
     """Records of one score file: JSON objects by key, tables (CSV or JSON rows) by columns."""
     if path.suffix == ".json":
@@ -512,7 +513,7 @@ def _rating_values(data: Any, path: Path) -> tuple[list[_Value], Headline | None
 
 def _to_records(
     values: list[_Value], family_headline: Headline | None, path: Path, dataset: str, model: str,
-    identity, facts: _RunFacts, ctx: ParseContext,
+    identity: ModelIdentity, facts: _RunFacts, ctx: ParseContext,
 ) -> list[ScoreRecord]:
     """Turn a file's values into records and mark its headline.
 
@@ -548,7 +549,7 @@ def _split_name(value: Any) -> str:
 
 
 def _status_fallback(
-    unit: RunUnit, facts: _RunFacts, scored: set[str], model: str, identity, ctx: ParseContext,
+    unit: RunUnit, facts: _RunFacts, scored: set[str], model: str, identity: ModelIdentity, ctx: ParseContext,
     strict: bool, out: ParsedOutput,
 ) -> None:
     """Datasets that ``status.json`` lists but no score file covers: metrics or a skip.
@@ -714,7 +715,3 @@ def _load_json(path: Path) -> Any:
         raise ResultFileError(path, f"cannot read file: {error}") from None
     except json.JSONDecodeError as error:
         raise ResultFileError(path, f"invalid JSON (truncated?): {error}") from None
-
-
-#: Signature of the per-unit parser (used by :mod:`.collect`).
-UnitParser = Callable[[RunUnit, ParseContext, bool], ParsedOutput]
