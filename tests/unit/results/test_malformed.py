@@ -232,3 +232,33 @@ def test_a_folder_given_twice_is_read_once(model_dir, tmp_path, caplog):
     twice = collect([model_dir.parent, alias, model_dir], FAST)
     assert len(twice.records) == len(once.records) == 49
     assert twice.duplicates == [] and not any("duplicate" in m for m in caplog.messages)
+
+
+# --- families the fixture runs cannot produce offline (GPT judge, video, official index format) ---
+# The files below follow the formats of VLMEvalKit's writers (Hallusion_rating, MMVet.evaluate,
+# OCRBench.evaluate, mvbench get_dimension_rating), crafted by hand.
+
+
+def _write_model_file(tmp_path, name: str, text: str) -> Path:
+    folder = tmp_path / "M"
+    folder.mkdir(exist_ok=True)
+    (folder / f"M_{name}").write_text(text)
+    return folder
+
+
+def test_hallusionbench_mmvet_ocrbench_and_rating_files(tmp_path):
+    folder = _write_model_file(tmp_path, "HallusionBench_score.csv", '"split","aAcc","fAcc","qAcc"\n"Overall","46.7","17.3","13.0"\n"VD","50.0","20.0","15.0"\n')
+    _write_model_file(tmp_path, "MMVet_gpt-4-turbo_score.csv", '"Category","tot","acc"\n"rec","10","40.0"\n"Overall","20","38.3"\n')
+    _write_model_file(tmp_path, "OCRBench_score.json", json.dumps({"Text Recognition": 150, "Final Score": 337, "Final Score Norm": 33.7}))
+    _write_model_file(tmp_path, "MVBench_rating.json", json.dumps({"Action": [3, 4, "75.00%"], "overall": [6, 10, "60.00%"]}))
+    records = {(r.benchmark, r.category, r.metric): r for r in collect([folder], FAST).records}
+    hallusion = records[("HallusionBench", "", "aAcc")]
+    assert hallusion.value == 46.7 and hallusion.primary and records[("HallusionBench", "VD", "qAcc")].value == 15.0
+    mmvet = records[("MM-Vet", "", "accuracy")]  # judge suffix stripped: dataset MMVet
+    assert (mmvet.dataset, mmvet.value, mmvet.n, mmvet.primary) == ("MMVet", 38.3, 20, True)
+    ocr = records[("OCRBench", "", "score")]
+    assert (ocr.value, ocr.scale, ocr.primary) == (33.7, "percent", True)
+    assert records[("OCRBench", "", "score_sum")].value == 337 and records[("OCRBench", "Text Recognition", "score_sum")].scale == "sum"
+    rating = records[("MVBench", "", "rating")]
+    assert (rating.value, rating.n, rating.scale) == (60.0, 10, "percent")
+    assert records[("MVBench", "Action", "rating")].value == 75.0
