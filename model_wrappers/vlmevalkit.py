@@ -78,11 +78,10 @@ TOOLKIT_DISTRIBUTION = "ms-vlmeval"
 #: File name and schema of the run manifest that ``run.py`` writes next to the predictions.
 MANIFEST_NAME = "tg_llava_run.json"
 MANIFEST_SCHEMA = "tg_llava_run/1"
-#: Vision-cache capacity in images. MMBench's circular copies of a question come back about 1.2k
-#: images later (the TSV lists every original before its rotations), and an LRU smaller than that
-#: reuse distance never hits. At the real sizes an entry is ~5.9 MB in bf16 (576 patch + 4 x 576 crop
-#: features of width 1024), so a full cache holds ~12 GB on the model's device; lower it with
-#: ``cache_size`` in a ``--config`` entry on small GPUs.
+#: Vision-cache capacity in images. It is sized for MMBench, whose circular copies of a question sit
+#: far from the original in the TSV: an LRU smaller than that reuse distance never hits. The engine
+#: keeps entries on the host; at the real sizes one is ~5.9 MB in bf16 (576 patch + 4 x 576 crop
+#: features of width 1024), ~12 GB when full. Lower it with ``cache_size`` in a ``--config`` entry.
 DEFAULT_CACHE_SIZE = 2048
 #: Message item types VLMEvalKit may send (``BaseModel.allowed_types``).
 _IMAGE, _TEXT, _VIDEO = "image", "text", "video"

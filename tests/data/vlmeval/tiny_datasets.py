@@ -14,7 +14,8 @@ Tables:
 * :func:`write_yorn` / :func:`write_vqa` — Y/N and short-answer rows, used through ``--config``
   (``ImageYORNDataset`` / ``ImageVQADataset``).
 * :func:`write_bad_rows` — MCQ rows with base64 images: good rows plus an undecodable image, an
-  empty question and a 600-word question.
+  empty question, a 600-word question (valid for the LLM, far beyond the guide tower's 77 tokens)
+  and a 5000-word question (beyond the LLM's context).
 * :func:`write_bad_paths` — MCQ rows with an ``image_path`` column: good rows plus a missing file
   and a corrupt file.
 
@@ -46,8 +47,11 @@ COLOURS = {
 SHAPES = ("square", "circle")
 #: Non-square on purpose: the processor pads to square.
 IMAGE_SIZE = (48, 40)
-#: The "600-token question" repeats one word this many times.
+#: The "600-token question" repeats one word this many times (one LLM token each for the tiny
+#: tokenizer); it fits the LLM's context but not the guide tower's 77 positions.
 LONG_QUESTION_WORDS = 600
+#: A question longer than any tiny or Vicuna/Llama-3 context (2048 / 4096 / 8192 tokens).
+TOO_LONG_QUESTION_WORDS = 9000
 
 
 def image_png(index: int) -> bytes:
@@ -150,23 +154,27 @@ def write_vqa(root: Path, name: str = VQA_NAME, n_images: int = 3) -> Path:
     return _write(root, name, rows)
 
 
-def long_question() -> str:
-    """A question of :data:`LONG_QUESTION_WORDS` words (far beyond a tiny model's context)."""
-    return "Describe " + " ".join(["colour"] * LONG_QUESTION_WORDS) + "?"
+def long_question(words: int = LONG_QUESTION_WORDS) -> str:
+    """A question of ``words`` repeated words."""
+    return "Describe " + " ".join(["colour"] * words) + "?"
 
 
 #: Indices of the rows :func:`write_bad_rows` / :func:`write_bad_paths` make bad, with the reason.
-BAD_ROWS = {2: "undecodable image", 3: "empty question", 4: "600-word question"}
+#: Row 4 of the bad-rows table (the 600-word question) is not bad for the LLM: it must be answered
+#: with its guide cut to 77 CLIP tokens.
+BAD_ROWS = {2: "undecodable image", 3: "empty question", 5: "question beyond the LLM context"}
+LONG_ROW = 4
 BAD_PATHS = {1: "missing image file", 2: "corrupt image file"}
 
 
 def write_bad_rows(root: Path, name: str = BAD_ROWS_NAME) -> Path:
-    """Six MCQ rows with base64 images; rows 2–4 are bad (see :data:`BAD_ROWS`)."""
-    rows = mcq_rows(n_images=6, questions_per_image=1)
+    """Seven MCQ rows with base64 images; see :data:`BAD_ROWS` and :data:`LONG_ROW`."""
+    rows = mcq_rows(n_images=7, questions_per_image=1)
     not_png = base64.b64encode(b"this is not an image file, only text pretending to be a PNG" * 3).decode("ascii")
     rows[2]["image"] = not_png  # > 64 characters: VLMEvalKit treats it as image data, not a reference
     rows[3]["question"] = "   "
-    rows[4]["question"] = long_question()
+    rows[LONG_ROW]["question"] = long_question()
+    rows[5]["question"] = long_question(TOO_LONG_QUESTION_WORDS)
     return _write(root, name, rows)
 
 

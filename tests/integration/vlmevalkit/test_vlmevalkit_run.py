@@ -111,12 +111,14 @@ def test_mcq_via_data(mcq_run, lmu_data, tiny_checkpoint):
 def test_bad_rows_are_recorded_and_counted(mcq_run):
     work, result = mcq_run
     rows = _predictions(work, tiny.BAD_ROWS_NAME).set_index("index")["prediction"]
-    assert len(rows) == 6
+    assert len(rows) == 7
     failed = {int(i) for i, p in rows.items() if wrapper.is_failure(p)}
     assert failed == set(tiny.BAD_ROWS), rows.to_dict()
     assert "its image cannot be decoded" in rows[2]
     assert "row 3 of tg_tiny_bad_rows: the question is empty" in rows[3]
-    assert re.search(r"token|context|length", rows[4]), rows[4]  # the 600-word question
+    assert re.search(r"request tg_tiny_bad_rows/5\.png: the prompt has \d+ LLM tokens .* max_length=\d+", rows[5]), rows[5]
+    # the 600-word question is answered, its text guide cut to the guide tower's 77 positions
+    assert re.search(r"guide text has \d+ CLIP tokens; keeping the first 76 .*Describe colour colour", result.log)
     paths = _predictions(work, tiny.BAD_PATHS_NAME).set_index("index")["prediction"]
     assert {int(i) for i, p in paths.items() if wrapper.is_failure(p)} == set(tiny.BAD_PATHS), paths.to_dict()
     assert "does_not_exist.png does not exist" in paths[1]
@@ -124,7 +126,7 @@ def test_bad_rows_are_recorded_and_counted(mcq_run):
     # the run went on: later rows answered, every dataset evaluated, counts logged
     for dataset in (tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME):
         assert (work / MODEL / f"{MODEL}_{dataset}_acc.csv").is_file()
-    assert f"{MODEL} x {tiny.BAD_ROWS_NAME}: 3 of 6 rows failed" in result.log
+    assert f"{MODEL} x {tiny.BAD_ROWS_NAME}: 3 of 7 rows failed" in result.log
     assert f"{MODEL} x {tiny.BAD_PATHS_NAME}: 2 of 4 rows failed" in result.log
     assert "TG-LLaVA could not answer a row of tg_tiny_bad_rows (3 failed of" in result.log
 
