@@ -11,7 +11,8 @@ Files written next to this script:
 * ``data/gen.jsonl`` — the generation task (question about the colour, short answer);
 * ``data/mc.parquet`` — the multiple-choice task (image path, question, options, answer letter);
 * ``data/bad.jsonl`` — bad documents: missing image, corrupt image, empty question, a question of
-  about 600 LLM tokens, an image the task itself fails to open, and one good document;
+  about 600 words (longer than the CLIP text tower's 77 tokens: the guide must be cut, the
+  document answered), an image the task itself fails to open, and one good document;
 * ``data/multiround.jsonl`` — the two-round task.
 """
 
@@ -62,7 +63,7 @@ def main() -> None:
         )
     pd.DataFrame(mc).to_parquet(HERE / "data" / "mc.parquet", index=False)
 
-    long_question = " ".join(f"Detail {i} about the red picture is worth noting." for i in range(75))
+    long_question = " ".join(f"Detail {i} about the red picture is worth noting." for i in range(60))
     bad = [
         {"id": 0, "image": "images/red.png", "question": "What colour is the picture?", "open_in_task": False, "kind": "good"},
         {"id": 1, "image": "images/missing.png", "question": "What colour is the picture?", "open_in_task": False, "kind": "missing_image"},
