@@ -230,3 +230,16 @@ def test_cli_results_dir_follows_lmms_eval_naming(tmp_path):
         write_run_manifest(tmp_path, {"schema": "tg_llava_run/1"})
     written = write_run_manifest(tmp_path, {"schema": "tg_llava_run/1", "variant": None, "llm": "qwen2"})
     assert written == tmp_path / "tg_llava_run.json" and '"llm": "qwen2"' in written.read_text()
+
+
+def test_declared_variant_must_match_the_checkpoint(tiny_checkpoint):
+    """``--model tg_llava_qwen2_7b`` / ``variant=`` on the tiny checkpoint fail, naming the fields."""
+    from tg_llava_eval.errors import TGLlavaConfigError
+    from tg_llava_eval.model_wrappers.lmms_eval import TGLlava, TGLlavaQwen2_7B
+
+    with pytest.raises(TGLlavaConfigError, match=r"is not variant 'tg-llava-qwen2-7b'.*text_config.hidden_size"):
+        TGLlavaQwen2_7B(pretrained=str(tiny_checkpoint), device="cpu")
+    with pytest.raises(TGLlavaConfigError, match=r"use_text_guided_mask: variant False, checkpoint True"):
+        TGLlava(pretrained=str(tiny_checkpoint), device="cpu", variant="tiny-baseline")
+    model = TGLlava(pretrained=str(tiny_checkpoint), device="cpu")  # the checkpoint records its variant
+    assert (model.variant, model.run_manifest()["variant"]) == ("tiny", "tiny")
