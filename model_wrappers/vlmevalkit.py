@@ -315,7 +315,7 @@ class TGLLaVA(BaseModel):
         do_sample: bool = False,
     ) -> None:
         super().__init__()
-        self._reset_state(_generation_settings(max_new_tokens, temperature, top_p, num_beams, do_sample))
+        self._reset_state(_generation_settings(max_new_tokens, temperature, top_p, num_beams, do_sample))  # fail fast
         if model_path is None:
             raise TGLlavaConfigError(
                 "TG-LLaVA presets ship no weights: give a checkpoint with run.py --model-path DIR "
@@ -351,15 +351,7 @@ class TGLLaVA(BaseModel):
         """
         self = cls.__new__(cls)
         BaseModel.__init__(self)
-        self._reset_state(_generation_settings(
-            generation.pop("max_new_tokens", LLAVA15_GENERATION.max_new_tokens),
-            generation.pop("temperature", LLAVA15_GENERATION.temperature),
-            generation.pop("top_p", LLAVA15_GENERATION.top_p),
-            generation.pop("num_beams", LLAVA15_GENERATION.num_beams),
-            generation.pop("do_sample", False),
-        ))
-        if generation:
-            raise TypeError(f"unexpected keywords {sorted(generation)}")
+        self._reset_state(_generation_settings(**generation))
         return self
 
     def _reset_state(self, generation: GenerationSettings) -> None:
@@ -428,7 +420,15 @@ class TGLLaVA(BaseModel):
         """VLMEvalKit's entry point, with one check first: every local image file exists.
 
         ``BaseModel.generate`` asserts on a missing image path (which would abort the whole
-        dataset); such a row is recorded as failed instead.
+        dataset); such a row is recorded as failed instead. Each call is logged at DEBUG
+        (``run.py --verbose``), which is how the resume test counts model calls.
+
+        Args:
+            message: Any message form VLMEvalKit accepts (usually a list of ``{type, value}``).
+            dataset: The dataset name.
+
+        Returns:
+            The answer or the row's failure text.
         """
         self._calls[dataset] += 1
         logger.debug("TG-LLaVA generate: %s call %d", dataset, self._calls[dataset])
@@ -443,7 +443,7 @@ class TGLLaVA(BaseModel):
 
         Args:
             message: ``[{"type": "image"|"text", "value": ...}, ...]`` (image values are file paths).
-            dataset: The dataset name (only used in log lines).
+            dataset: The dataset name (log lines and the engine's ``request_id``).
 
         Returns:
             The model's answer, or :func:`failure_text` of the reason the row could not be answered.
@@ -554,6 +554,10 @@ class TGLLaVA(BaseModel):
             )
         return text, images
 
+    def row_counts(self, dataset: str | None) -> tuple[int, int]:
+        """``(failed, calls)`` of this instance for ``dataset`` (this process's rows only)."""
+        return self._failures[dataset], self._calls[dataset]
+
     def _engine(self):
         """The loaded engine (an instance from :meth:`without_engine` has none)."""
         if self.engine is None:
@@ -598,9 +602,18 @@ def _is_missing_file(value: Any) -> bool:
     return isinstance(value, str) and not value.startswith(_NON_FILE_IMAGE_PREFIXES) and not os.path.exists(value)
 
 
-def _generation_settings(max_new_tokens: int, temperature: float, top_p: float | None, num_beams: int,
-                         do_sample: bool) -> GenerationSettings:
-    """Map LLaVA-1.5-style keywords (``do_sample`` + ``temperature``) onto :class:`GenerationSettings`."""
+def _generation_settings(
+    max_new_tokens: int = LLAVA15_GENERATION.max_new_tokens,
+    temperature: float = LLAVA15_GENERATION.temperature,
+    top_p: float | None = LLAVA15_GENERATION.top_p,
+    num_beams: int = LLAVA15_GENERATION.num_beams,
+    do_sample: bool = False,
+) -> GenerationSettings:
+    """Map LLaVA-1.5-style keywords (``do_sample`` + ``temperature``) onto :class:`GenerationSettings`.
+
+    Raises:
+        TGLlavaConfigError: ``do_sample=True`` without a positive temperature, or invalid values.
+    """
     if do_sample and not temperature > 0:
         raise TGLlavaConfigError(f"do_sample=True needs temperature > 0, got temperature={temperature!r}")
     return GenerationSettings(

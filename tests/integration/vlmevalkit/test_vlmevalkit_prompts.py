@@ -194,7 +194,7 @@ def test_bad_rows_become_failure_predictions(ours, tmp_path):
     assert "single-image model" in two
     for prediction in (empty, nan_question, undecodable, gone, two):
         _assert_unscorable(prediction)
-    assert ours._failures[dataset] == 5 and ours._calls[dataset] == 5
+    assert ours.row_counts(dataset) == (5, 5)
     assert not ours._pending_failures
 
 
