@@ -55,9 +55,18 @@ DEFAULT_WORK_DIR = "./outputs"
 _TOOLKIT_ENV_NOTICE = "Did not detect the .env file"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of the flags this script owns (everything else belongs to VLMEvalKit)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+def build_parser(presets: Sequence = ()) -> argparse.ArgumentParser:
+    """Parser of the flags this script owns (everything else belongs to VLMEvalKit).
+
+    Args:
+        presets: ``Preset`` records listed in the help text.
+    """
+    epilog = "TG-LLaVA models for --model:\n" + "\n".join(f"  {p.name:34} {p.description}" for p in presets)
+    parser = argparse.ArgumentParser(
+        prog="run.py", add_help=False, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="TG-LLaVA's flags; every other flag is VLMEvalKit's (its help follows).",
+        epilog=epilog if presets else None,
+    )
     parser.add_argument("--model-path", default=None,
                         help="TG-LLaVA checkpoint directory for our presets (tg_llava, TG-LLaVA-Qwen2-7B, ...)")
     parser.add_argument("--variant", default=None,
@@ -227,14 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours, rest = split_argv(argv)
     toolkit, _ = _toolkit_flags_parser().parse_known_args(rest)
     configure_logging(toolkit.verbose)
-    if toolkit.help:
-        build_parser().print_help()  # ours first; VLMEvalKit prints its own help and exits below
 
     runner, owns_process_group = import_toolkit_runner()
     from tg_llava_eval.errors import TGLlavaError
     from tg_llava_eval.model_wrappers import vlmevalkit as wrapper
 
     wrapper.register()
+    if toolkit.help:
+        build_parser(wrapper.PRESETS).print_help()  # ours first; VLMEvalKit prints its own help and exits below
     work_dir = Path(os.environ.get("MMEVAL_ROOT") or toolkit.work_dir)
     try:
         entries = {} if toolkit.help else _our_model_entries(toolkit, ours, wrapper)

@@ -145,9 +145,9 @@ class Preset:
 #: the same code (both text-guided modules off) and the two ablations of each TG variant.
 PRESETS: tuple[Preset, ...] = (
     Preset("tg_llava", None, "any TG-LLaVA checkpoint given by --model-path (variant from --variant or its config)"),
-    Preset("TG-LLaVA-Vicuna-13B", "tg-llava-vicuna-13b", "TG-LLaVA, Vicuna-1.5-13B LLM (paper Table 1)"),
-    Preset("TG-LLaVA-Llama3-8B", "tg-llava-llama3-8b", "TG-LLaVA, Llama-3-8B-Instruct LLM (paper Table 1)"),
-    Preset("TG-LLaVA-Qwen2-7B", "tg-llava-qwen2-7b", "TG-LLaVA, Qwen2-7B-Instruct LLM (paper Table 1)"),
+    Preset("TG-LLaVA-Vicuna-13B", "tg-llava-vicuna-13b", "TG-LLaVA, Vicuna-1.5-13B LLM"),
+    Preset("TG-LLaVA-Llama3-8B", "tg-llava-llama3-8b", "TG-LLaVA, Llama-3-8B-Instruct LLM"),
+    Preset("TG-LLaVA-Qwen2-7B", "tg-llava-qwen2-7b", "TG-LLaVA, Qwen2-7B-Instruct LLM"),
     Preset("LLaVA-1.5-Vicuna-13B-TG-Baseline", "llava-1.5-vicuna-13b", "LLaVA-1.5 baseline (same code, TG modules off), Vicuna-13B"),
     Preset("LLaVA-1.5-Llama3-8B-TG-Baseline", "llava-1.5-llama3-8b", "LLaVA-1.5 baseline (same code, TG modules off), Llama-3-8B"),
     Preset("LLaVA-1.5-Qwen2-7B-TG-Baseline", "llava-1.5-qwen2-7b", "LLaVA-1.5 baseline (same code, TG modules off), Qwen2-7B"),
