@@ -9,6 +9,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Cache bytecode: the suite starts many Python processes (toolkits, torchrun ranks).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup test test-fast demo bench clean-venv lint
 
@@ -25,7 +27,7 @@ test-fast: setup
 	$(PY) -m pytest -q tests/unit
 
 demo: setup
-	$(VENV)/bin/tg-llava-eval demo --out demo_out
+	$(VENV)/bin/tg-llava-eval demo --out demo_out $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/inference.py

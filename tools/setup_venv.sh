@@ -16,7 +16,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 if command -v uv >/dev/null 2>&1; then
   [[ -x $VENV/bin/python ]] || uv venv -q --python "$(command -v python3)" "$VENV"
-  PIP=(uv pip install -q --python "$VENV/bin/python" --index-strategy unsafe-best-match "${INDEX_ARGS[@]}")
+  PIP=(uv pip install -q --compile-bytecode --python "$VENV/bin/python" --index-strategy unsafe-best-match "${INDEX_ARGS[@]}")
 else
   [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
   PIP=("$VENV/bin/python" -m pip install -q)

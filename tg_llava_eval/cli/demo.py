@@ -1,0 +1,51 @@
+"""``tg-llava-eval demo``: the whole chain on tiny models and the bundled synthetic benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "train tiny TG-LLaVA and LLaVA-1.5 models, evaluate them with VLMEvalKit and lmms-eval, build the leaderboard"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_out", help="output folder (reused phases live here)")
+    parser.add_argument("--fresh", action="store_true", help="redo every phase instead of reusing finished ones")
+    parser.add_argument("--quick", action="store_true", help="a few steps only (what the test suite runs)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    from ..demo import DemoSettings, run_demo
+
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    settings = dataclasses.replace(settings, seed=args.seed)
+    bar = tqdm(total=6, desc="demo", unit="phase")
+
+    def progress(message: str) -> None:
+        bar.set_postfix_str(message.split(":")[0])
+        bar.write(message)
+        bar.update(1)
+
+    result = run_demo(args.out, settings, fresh=args.fresh, progress=progress)
+    bar.close()
+    print(f"\nDemo finished in {sum(result.phase_seconds.values()):.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in result.phase_seconds.items())})")
+    if result.reused:
+        print(f"reused phases: {', '.join(result.reused)} (use --fresh to redo them)")
+    print("\nHeadline accuracy (%), chance in brackets:")
+    print(f"{'toolkit':<11} {'benchmark':<13} {'model':<40} {'acc':>6}  (uniform / majority)")
+    for row in result.accuracy_table:
+        model = row["model"] if len(row["model"]) <= 40 else "…" + row["model"][-39:]
+        print(f"{row['toolkit']:<11} {row['benchmark']:<13} {model:<40} {row['accuracy']:6.1f}  "
+              f"({row['chance_uniform']:.0f} / {row['chance_majority']:.0f})")
+    print(f"\nresults:      {result.results_csv}")
+    print(f"leaderboard:  {result.leaderboard_dir} (leaderboard.md, .xlsx, .html + charts)")
+    print(f"ablations:    {result.ablation_report}")
+    print(f"summary:      {result.summary_path}")
+    print("\n" + result.ablation_report.read_text())
+    return 0
