@@ -150,26 +150,6 @@ def build_training_arguments(recipe: StageRecipe, run: StageRun) -> TrainingArgu
     return args
 
 
-def processor_for_template(processor: TGLlavaProcessor, template: str) -> TGLlavaProcessor:
-    """The same processor with another conversation template (stage 1 may use ``plain``)."""
-    if processor.template.name == template:
-        return processor
-    settings = processor.to_dict()
-    return TGLlavaProcessor(
-        processor.image_processor,
-        processor.tokenizer,
-        processor.guide_tokenizer,
-        template=template,
-        num_image_tokens=settings["num_image_tokens"],
-        crop_grid=settings["crop_grid"],
-        guide_max_length=settings["guide_max_length"],
-        image_token=settings["image_token"],
-        crop_source=settings["crop_source"],
-        guide_padding=settings["guide_padding"],
-        max_image_pixels=settings["max_image_pixels"],
-    )
-
-
 def effective_global_batch(args: TrainingArguments) -> int:
     """Samples per optimiser step over all ranks: per device × accumulation × world size."""
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -304,7 +284,8 @@ def run_stage(run: StageRun) -> dict[str, Any]:
     start = _starting_checkpoint(run, recipe, args)
 
     processor = TGLlavaProcessor.from_pretrained(start)
-    train_processor = processor_for_template(processor, template)
+    # Stage 1 of Vicuna trains with `plain`; the saved processor keeps the inference template.
+    train_processor = processor if processor.template.name == template else processor.with_template(template)
     config = AutoConfig.from_pretrained(start)
     if getattr(config, "variant", None) != run.variant:
         # Guards against training the wrong model (e.g. --from of another variant).
@@ -377,5 +358,4 @@ def run_stage(run: StageRun) -> dict[str, Any]:
     return report
 
 
-__all__: Sequence[str] = ["StageRun", "run_stage", "build_training_arguments", "processor_for_template",
-                          "effective_global_batch", "TGLlavaTrainer", "REPORT_NAME"]
+__all__: Sequence[str] = ["StageRun", "run_stage", "build_training_arguments", "effective_global_batch", "TGLlavaTrainer", "REPORT_NAME"]

@@ -70,7 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _merge_options(args: argparse.Namespace) -> tuple[dict, list[str]]:
-    """Options given before the stage + those among ``rest``; the leftovers are HF flags."""
+    """Options given before the stage + those among ``rest``; the leftovers are HF flags.
+
+    ``argparse.REMAINDER`` swallows everything after the stage name, including this command's own
+    options, so ``rest`` is parsed once more with the same option set (``parse_known_args``);
+    what is still unknown goes to ``HfArgumentParser(TrainingArguments)``.
+
+    Returns:
+        ``(options, hf_flags)``: option name -> value, and the ``TrainingArguments`` flags.
+
+    Raises:
+        SystemExit: a required option is missing (argparse-style message).
+    """
     late = argparse.ArgumentParser(prog=f"tg-llava-eval train {args.stage}", add_help=False)
     _add_options(late)
     known, hf_flags = late.parse_known_args(args.rest)
@@ -80,6 +91,7 @@ def _merge_options(args: argparse.Namespace) -> tuple[dict, list[str]]:
     if missing:
         raise SystemExit(f"tg-llava-eval train {args.stage}: missing required option(s): "
                          + ", ".join(f"--{m}" for m in missing))
+    # The deepspeed launcher adds --local_rank=N; TrainingArguments still has that field.
     if "local_rank" in options:
         hf_flags = ["--local_rank", str(options["local_rank"])] + hf_flags
     return options, hf_flags
@@ -99,11 +111,17 @@ def _single_process_rendezvous() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the stage; prints a JSON summary on the main process. Returns the exit status."""
+    """Train the stage; prints a JSON summary on the main process.
+
+    Returns:
+        0 on success; 2 when the run stops on a named input, configuration or checkpoint error
+        (logged with the name of the file, row or argument), so launchers see a failure.
+    """
     options, hf_flags = _merge_options(args)
     use_deepspeed = not options.get("no_deepspeed", False)
     if use_deepspeed:
         _single_process_rendezvous()
+    # Imported here, not at module level: `tg-llava-eval --help` must not pay for torch.
     from tg_llava_eval.errors import TGLlavaError
     from tg_llava_eval.training.trainer import StageRun, run_stage
 
@@ -125,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     except TGLlavaError as error:
         logger.error("training failed: %s", error)
         return 2
+    # The CLI's real output, once: the main process prints the summary as one JSON line.
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {
             "output": str(stage_run.output_dir),

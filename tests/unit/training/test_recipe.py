@@ -99,3 +99,22 @@ def test_old_checkpointing_flag_still_overrides_the_recipe(tmp_path):
     assert build_training_arguments(PRETRAIN, _run(tmp_path)).activation_checkpointing is True
     for flags in (("--gradient_checkpointing", "False"), ("--gradient_checkpointing=False",)):
         assert build_training_arguments(PRETRAIN, _run(tmp_path, *flags)).activation_checkpointing is False
+
+
+def test_cli_options_before_or_after_the_stage_and_launcher_local_rank(tmp_path):
+    import argparse
+
+    from tg_llava_eval.cli.train import _merge_options, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    # The deepspeed launcher puts --local_rank=N before the user's arguments.
+    args = parser.parse_args(["--local_rank=1", "--variant", "tiny", "finetune", "--data", "d.json",
+                              "--images", "img", "--learning_rate", "1e-4", "--output", "out", "--from", "s1",
+                              "--strict-data", "--max_steps", "3"])
+    options, hf_flags = _merge_options(args)
+    assert args.stage == "finetune" and options["variant"] == "tiny" and options["strict_data"] is True
+    assert str(options["data"]) == "d.json" and str(options["stage1_dir"]) == "s1" and str(options["output"]) == "out"
+    assert hf_flags == ["--local_rank", "1", "--learning_rate", "1e-4", "--max_steps", "3"]
+    with pytest.raises(SystemExit, match="missing required option.*--images"):
+        _merge_options(parser.parse_args(["pretrain", "--variant", "tiny", "--data", "d", "--output", "o"]))
