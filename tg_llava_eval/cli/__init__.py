@@ -88,5 +88,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args._run(args) or 0)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,88 @@
+"""A shortened ``make demo`` end to end: every artefact exists and parses, the leaderboard's numbers
+are the toolkits' own, and a second run reuses the finished phases with the same numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = subprocess.run([sys.executable, "-m", "tg_llava_eval.cli", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (out / "first_stdout.txt").write_text(proc.stdout)
+    return out
+
+
+def test_every_artefact_exists_and_parses(demo_out):
+    summary = json.loads((demo_out / "demo_summary.json").read_text())
+    assert set(summary["phase_seconds"]) == {"data", "train", "ablate", "vlmevalkit", "lmms-eval", "report"}
+    board = demo_out / "report" / "leaderboard"
+    assert "| " in (board / "leaderboard.md").read_text()
+    html = (board / "leaderboard.html").read_text()
+    assert "<table" in html and "<img" in html
+    workbook = openpyxl.load_workbook(board / "leaderboard.xlsx")
+    assert any(name.startswith("main") for name in workbook.sheetnames)
+    main_vlm = pd.read_csv(board / "csv" / "main_vlmevalkit.csv")
+    assert set(main_vlm["Model"]) == {"TG-LLaVA-tiny", "LLaVA-1.5-tiny"}
+    assert {"Synth-MCQ", "Synth-YN", "Synth-VQA"} <= set(main_vlm.columns)
+    ablation = (demo_out / "report" / "ablation_report.md").read_text()
+    for label in ("TG-FOM off", "TG-DP off", "both off (LLaVA-1.5)", "inference-time switch", "trained as such", "## Findings"):
+        assert label in ablation
+    stdout = (demo_out / "first_stdout.txt").read_text()
+    assert "Headline accuracy" in stdout and "leaderboard:" in stdout
+    # the trained checkpoints reload and the training reports exist for both stages of both models
+    for variant in ("tiny", "tiny-baseline"):
+        for stage in ("stage1", "stage2"):
+            assert (demo_out / "models" / variant / stage / "model.safetensors").exists()
+
+
+def _vlmevalkit_value(source: Path) -> float:
+    """The headline number of a VLMEvalKit score file, converted to 0-100 by the file family's rule:
+    MCQ accuracy files (with a ``split`` column) hold fractions; Y/N and VQA files hold percents."""
+    frame = pd.read_csv(source)
+    overall = float(frame["Overall"].iloc[0])
+    return overall * 100 if "split" in frame.columns else overall
+
+
+def test_leaderboard_numbers_are_the_toolkits_own(demo_out):
+    records = pd.read_csv(demo_out / "report" / "results.csv")
+    primary = records[records["primary"] & (records["origin"] == "reproduced")]
+    assert len(primary) >= 4 * 3 + 2 * 4  # 4 models x 3 sets (VLMEvalKit) + 2 models x 4 tasks (lmms-eval)
+    for _, record in primary.iterrows():
+        source = Path(record["source"])
+        assert source.exists(), source
+        if record["toolkit"] == "lmms-eval":
+            results = json.loads(source.read_text())["results"][record["dataset"]]
+            raw = [v for k, v in results.items() if k.endswith(",none") and "stderr" not in k and isinstance(v, float)]
+            assert any(abs(100 * v - record["value"]) < 1e-9 for v in raw), (record["dataset"], raw, record["value"])
+        else:
+            value = _vlmevalkit_value(source)
+            assert abs(value - record["value"]) < 1e-9, (source, value, record["value"])
+    board = pd.read_csv(demo_out / "report" / "leaderboard" / "csv" / "main_vlmevalkit.csv")
+    vlm = primary[primary["toolkit"] == "vlmevalkit"]
+    for _, row in board.iterrows():
+        for benchmark in ("Synth-MCQ", "Synth-YN", "Synth-VQA"):
+            expected = vlm[(vlm["model"] == row["Model"]) & (vlm["benchmark"] == benchmark)]["value"]
+            assert len(expected) == 1 and abs(float(expected.iloc[0]) - row[benchmark]) < 1e-9
+
+
+def test_second_run_reuses_finished_phases_with_same_numbers(demo_out):
+    before = json.loads((demo_out / "demo_summary.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "tg_llava_eval.cli", "demo", "--quick", "--out", str(demo_out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = json.loads((demo_out / "demo_summary.json").read_text())
+    assert after["reused_phases"] == ["data", "train", "ablate", "vlmevalkit", "lmms-eval", "report"]
+    assert after["accuracy"] == before["accuracy"]
