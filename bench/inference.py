@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from tg_llava_eval.convert import to_hf_llava_state_dict
 from tg_llava_eval.create import create_checkpoint
 from tg_llava_eval.inference import GenerationRequest, TGLlavaEngine
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
@@ -69,16 +70,7 @@ def tiny_latencies(workdir: Path, repeats: int) -> dict:
         image_token_index=config.image_token_id, image_seq_length=config.num_patches,
         vision_feature_layer=config.vision_feature_layer, vision_feature_select_strategy="default",
     )).eval()
-    mapped = {}
-    for key, value in base.model.state_dict().items():
-        if key.startswith("guide_tower."):
-            continue
-        if key.startswith("language_model.lm_head."):
-            mapped[key.replace("language_model.", "", 1)] = value
-        elif key.startswith("language_model.model."):
-            mapped[key.replace("language_model.model.", "model.language_model.", 1)] = value
-        else:
-            mapped["model." + key] = value
+    mapped = to_hf_llava_state_dict(base.model.state_dict())
     hf.load_state_dict(mapped, strict=False)
     processor = base.processor
     prompt = processor.apply_template(QUESTIONS[0], has_image=True)

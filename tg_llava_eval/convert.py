@@ -267,7 +267,34 @@ def read_official_config(path: str | Path) -> dict:
     return config
 
 
+def to_hf_llava_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our LLaVA-1.5 weights (both TG switches off) in transformers' ``LlavaForConditionalGeneration``
+    layout, e.g. to use a baseline trained here with stock transformers.
+
+    The guide tower is dropped (LLaVA-1.5 has none); everything else maps one to one:
+    ``vision_tower.*``/``multi_modal_projector.*`` -> ``model.*``, the LLM's decoder ->
+    ``model.language_model.*``, its head -> ``lm_head.*``.
+
+    Raises:
+        TGLlavaCheckpointError: The weights contain TG-FOM or TG-DP (not a baseline).
+    """
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(("text_guided_mask.", "detail_perceiver.")):
+            raise TGLlavaCheckpointError(f"{key}: only a LLaVA-1.5 baseline (both TG switches off) maps to LLaVA")
+        if key.startswith("guide_tower."):
+            continue
+        if key.startswith("language_model.lm_head."):
+            mapped[key[len("language_model."):]] = value
+        elif key.startswith("language_model.model."):
+            mapped["model.language_model." + key[len("language_model.model."):]] = value
+        else:
+            mapped["model." + key] = value
+    return mapped
+
+
 __all__ = [
+    "to_hf_llava_state_dict",
     "RENAME_RULES",
     "DROP_RULES",
     "OFFICIAL_MODEL_TYPES",

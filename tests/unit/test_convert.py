@@ -101,3 +101,10 @@ def test_directory_conversion_round_trip(tiny_checkpoint, tmp_path):
     with pytest.raises(TGLlavaCheckpointError, match="llama"):
         (official / "config.json").write_text(json.dumps({"model_type": "llava_llama_text_learnable_query"}))
         convert_checkpoint(official, wrong, variant="tiny")
+
+
+def test_to_hf_llava_refuses_tg_weights():
+    from tg_llava_eval.convert import to_hf_llava_state_dict
+
+    with pytest.raises(TGLlavaCheckpointError, match="text_guided_mask"):
+        to_hf_llava_state_dict({"text_guided_mask.query_tokens": torch.zeros(1)})

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
+from tg_llava_eval.convert import to_hf_llava_state_dict
 from tg_llava_eval.errors import TGLlavaInputError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.variants import get_variant
@@ -161,16 +162,7 @@ def test_baseline_equals_transformers_llava():
         projector_hidden_act=config.projector_hidden_act,
     )
     hf = LlavaForConditionalGeneration(hf_config).eval()
-    mapped = {}
-    for key, value in ours.state_dict().items():
-        if key.startswith("guide_tower."):
-            continue
-        if key.startswith("language_model.lm_head."):
-            mapped[key.replace("language_model.", "", 1)] = value
-        elif key.startswith("language_model.model."):
-            mapped[key.replace("language_model.model.", "model.language_model.", 1)] = value
-        else:
-            mapped["model." + key] = value
+    mapped = to_hf_llava_state_dict(ours.state_dict())
     missing, unexpected = hf.load_state_dict(mapped, strict=False)
     assert unexpected == [] and [k for k in missing if not k.endswith("position_ids")] == []
     inputs = batch_inputs(config)
