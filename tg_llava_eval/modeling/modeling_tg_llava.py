@@ -515,7 +515,11 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         has_visual = pixel_values is not None or patch_features is not None
-        if has_visual and input_ids is not None and bool((input_ids == self.config.image_token_id).any()):
+        if has_visual and input_ids is not None:
+            # The visual branch runs whenever images are given, even if no sample of this batch
+            # has an image token (a text-only micro-batch): distributed training (DDP, ZeRO) needs
+            # every rank to use the same parameters at every step, as the official code ensures
+            # by keeping the zero image's features in the graph.
             if patch_features is None:
                 patch_features, crop_features = self.get_image_features(pixel_values, crop_pixel_values)
             guide_pooled = guide_states = None
@@ -532,7 +536,10 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
                 guide_states,
                 guide_attention_mask.to(patch_features.device) if guide_attention_mask is not None else None,
             )
-            inputs_embeds = self._scatter_image_tokens(input_ids, inputs_embeds, visual_tokens)
+            if bool((input_ids == self.config.image_token_id).any()):
+                inputs_embeds = self._scatter_image_tokens(input_ids, inputs_embeds, visual_tokens)
+            else:
+                inputs_embeds = inputs_embeds + 0.0 * visual_tokens.sum().to(inputs_embeds.dtype)
         return self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,

@@ -5,17 +5,14 @@ modules and produce gradients for the same parameters at each step. Stage-2 data
 text-only rows, so one rank can draw a micro-batch without any image while another has images.
 The official LLaVA/TG-LLaVA code runs the vision side on a zero image for text-only samples and
 keeps its features in the graph (``cur_image_features[0:0]``), so this never diverges. Measured on
-this repository (2 CPU ranks, gloo): a text-only micro-batch on one rank aborts ZeRO-2 and ZeRO-3
-with ``gloo::EnforceNotMet ... Is there a distributed collective mismatch in your code?``, because
-``TGLlavaForConditionalGeneration.forward`` skips the visual branch when the batch has no image
-token. The fix belongs in the model (run the visual branch whenever ``pixel_values`` is given and
-add ``0 * visual_tokens.sum()`` when nothing is scattered); until then this test is an expected
-failure, strict so that it flags the fix.
+this repository (2 CPU ranks, gloo) before the fix: a text-only micro-batch on one rank aborted
+ZeRO-2 and ZeRO-3 with ``gloo::EnforceNotMet ... Is there a distributed collective mismatch in your
+code?``. ``TGLlavaForConditionalGeneration.forward`` now runs the visual branch whenever
+``pixel_values`` is given and adds ``0 * visual_tokens.sum()`` when nothing is scattered.
 """
 
 from __future__ import annotations
 
-import pytest
 
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.processing import TGLlavaProcessor
@@ -23,7 +20,6 @@ from tg_llava_eval.training.recipe import FINETUNE
 from tg_llava_eval.training.stages import apply_stage_groups
 
 
-@pytest.mark.xfail(strict=True, reason="model skips the visual branch for batches without image tokens (see module docstring)")
 def test_every_trainable_parameter_gets_a_gradient_on_a_text_only_batch(tiny_checkpoint):
     model = TGLlavaForConditionalGeneration.from_pretrained(tiny_checkpoint)
     processor = TGLlavaProcessor.from_pretrained(tiny_checkpoint)
