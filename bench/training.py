@@ -13,7 +13,7 @@ Absolute numbers on a shared CPU mean little, so the result that matters is the 
 
 Usage::
 
-    python bench/training.py [--steps 20] [--batch 4] [--repeats 2] [--threads 1]
+    python bench/training.py [--steps 40] [--batch 4] [--repeats 3] [--threads 1]
 
 Output::
 
@@ -65,9 +65,9 @@ def measure(stage: str, variant: str, checkpoint: Path, data, workdir: Path, ste
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 = stable on a shared CPU)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -327,7 +327,11 @@ def run_stage(run: StageRun) -> dict[str, Any]:
         resume = get_last_checkpoint(str(run.output_dir))
         if resume is None:
             raise TGLlavaCheckpointError(f"--resume_from_checkpoint last: no checkpoint-* in {run.output_dir}")
-    result = trainer.train(resume_from_checkpoint=resume)
+    # Grad mode is process-global and other libraries switch it off at import time (importing
+    # VLMEvalKit's `vlmeval.vlm` runs `torch.set_grad_enabled(False)`); training needs it on,
+    # whatever the caller imported before.
+    with torch.enable_grad():
+        result = trainer.train(resume_from_checkpoint=resume)
 
     trainer.save_model(str(run.output_dir))
     if not recipe.loads_stage1:

@@ -42,7 +42,14 @@ def vlmeval_datasets(dataset, tmp_path_factory):
     patch.setenv("LMUData", str(lmudata))
     patch.delenv("OPENAI_API_KEY", raising=False)
     patch.delenv("MMEVAL_ROOT", raising=False)
+    # Importing VLMEvalKit runs `torch.set_grad_enabled(False)` (vlmeval/vlm/__init__.py): restore
+    # the mode so that later tests in this process can still train.
+    import torch
+
+    grad_mode = torch.is_grad_enabled()
     import vlmeval.dataset as vd
+
+    torch.set_grad_enabled(grad_mode)
 
     config = json.loads(dataset.vlmeval_config.read_text())["data"]
     built = {"auto_mcq": vd.build_dataset(dataset.vlmeval_datasets["mcq"])}

@@ -6,6 +6,7 @@ step takes seconds instead of ~0.15 s, so these tests run with one thread (resto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -51,15 +52,19 @@ def _stage1_folder(checkpoint, tmp_path):
 def test_loss_falls_on_a_fixed_batch(variant, fixed_batch_data, tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
     checkpoint = tiny_checkpoint if variant == "tiny" else tiny_baseline_checkpoint
     stage1 = _stage1_folder(checkpoint, tmp_path)
-    report = run_stage(StageRun(
-        stage="finetune", variant=variant, data_path=fixed_batch_data.stage2_json,
-        image_dir=fixed_batch_data.image_dir, output_dir=tmp_path / "out", stage1_dir=stage1, use_deepspeed=False,
-        # A higher constant LR than the recipe's 2e-5 so that a few dozen steps show learning.
-        training_flags=("--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
-                        "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3",
-                        "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--bf16", "False",
-                        "--gradient_checkpointing", "False", "--save_strategy", "no", "--disable_tqdm", "True"),
-    ))
+    # The baseline run also checks that the caller's grad mode does not matter (importing
+    # VLMEvalKit switches it off process-wide).
+    grad_mode = torch.no_grad() if variant == "tiny-baseline" else contextlib.nullcontext()
+    with grad_mode:
+        report = run_stage(StageRun(
+            stage="finetune", variant=variant, data_path=fixed_batch_data.stage2_json,
+            image_dir=fixed_batch_data.image_dir, output_dir=tmp_path / "out", stage1_dir=stage1, use_deepspeed=False,
+            # A higher constant LR than the recipe's 2e-5 so that a few dozen steps show learning.
+            training_flags=("--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
+                            "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3",
+                            "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--bf16", "False",
+                            "--gradient_checkpointing", "False", "--save_strategy", "no", "--disable_tqdm", "True"),
+        ))
     losses = [entry["loss"] for entry in report["log_history"] if "loss" in entry]
     assert len(losses) == STEPS
     # Measured (tiny, seed 0): 6.69 -> ~3.4 for both TG and baseline after 30 steps.
