@@ -9,9 +9,10 @@
   6-step run vs a run resumed from its ``checkpoint-3``: the losses of steps 4-6 must agree to
   :data:`RESUME_TOLERANCE` (measured: identical to the last bit on CPU, fp32).
 
-Stage-2 data here has no text-only rows: with them, one rank can draw an image-free micro-batch and
-DeepSpeed aborts on a collective mismatch until the model keeps its visual branch in the graph
-(``tests/unit/training/test_text_only_batches.py``, an expected failure until then).
+Stage-2 data mixes image and text-only rows so that, at some step, one rank trains on a micro-batch
+without any image while the other has images (checked from the sampler's order): before the model
+kept its visual branch in the graph for image-free batches, this aborted DeepSpeed with a gloo
+collective mismatch (``tests/unit/training/test_text_only_batches.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.training.checkpoints import MANIFEST_NAME
+from tg_llava_eval.training.data import Entry, check_row, modality_length_grouped_indices
 from tg_llava_eval.training.synthetic import generate_synthetic_dataset
 from tg_llava_eval.training.trainer import INITIAL_CHECKPOINT_DIR, REPORT_NAME
 
@@ -85,22 +87,35 @@ def _changed(before: dict, after: dict, group: str) -> bool:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     dataset = generate_synthetic_dataset(tmp_path_factory.mktemp("ds") / "data", seed=2, n_train_stage1=16,
-                                         n_train_stage2=16, n_test=2, image_size=56, text_only_fraction=0.0)
+                                         n_train_stage2=16, n_test=2, image_size=56, text_only_fraction=0.3)
     rows = json.loads(dataset.stage2_json.read_text())
     (dataset.image_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
-    turns = rows[0]["conversations"]
+    first = next(row for row in rows if "image" in row)
+    turns = first["conversations"]
     rows[3:3] = [
         {"id": "no-file", "image": "stage2/missing.png", "conversations": turns},
         {"id": "broken", "image": "broken.png", "conversations": turns},
-        {"id": "robot", "image": rows[0]["image"], "conversations": [turns[0], {"from": "robot", "value": "x"}]},
+        {"id": "robot", "image": first["image"], "conversations": [turns[0], {"from": "robot", "value": "x"}]},
     ]
     bad = dataset.root / "stage2_with_bad_rows.json"
     bad.write_text(json.dumps(rows))
     return dataset, bad
 
 
+def _has_an_image_free_rank_step(stage2_data: pathlib.Path, image_dir: pathlib.Path, seed: int = 42) -> bool:
+    """Whether the finetune order (2 ranks x 2 per device, the run's seed) puts an image-free
+    micro-batch on one rank while the other rank has images. Micro-batch ``k`` of the sampler's
+    order goes to rank ``k % 2`` (accelerate's batch-sampler sharding)."""
+    rows = json.loads(stage2_data.read_text())
+    entries = [e for e in (check_row(r, i, image_dir) for i, r in enumerate(rows)) if isinstance(e, Entry)]
+    order = modality_length_grouped_indices([e.modality_length for e in entries], 2, 2, torch.Generator().manual_seed(seed))
+    has_image = [any(entries[i].image_path for i in order[k:k + 2]) for k in range(0, len(order), 2)]
+    return any(has_image[k] != has_image[k + 1] for k in range(0, len(has_image) - 1, 2))
+
+
 def test_e2e_two_stage_torchrun_zero2_then_zero3(data, tmp_path):
     dataset, stage2_data = data
+    assert _has_an_image_free_rank_step(stage2_data, dataset.image_dir)
     stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
     _torchrun(["pretrain", "--variant", "tiny", "--data", str(dataset.stage1_json), "--images", str(dataset.image_dir),
                "--output", str(stage1), "--max_steps", "3", "--save_steps", "2", *FAST], tmp_path / "stage1.log")
