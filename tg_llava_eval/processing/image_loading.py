@@ -99,13 +99,14 @@ def open_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
             raise TGLlavaInputError(f"image file not found: {name}")
         if path.stat().st_size == 0:
             raise TGLlavaInputError(f"image file is empty (0 bytes): {name}")
-        stream: io.BufferedIOBase | io.BytesIO = path.open("rb")
+        data = path.read_bytes()
     elif isinstance(image, (bytes, bytearray)):
         if not image:
             raise TGLlavaInputError(f"image data is empty (0 bytes): {name}")
-        stream = io.BytesIO(bytes(image))
+        data = bytes(image)
     else:
         raise TGLlavaInputError(f"{name}: expected a PIL image, a file path or bytes, got {type(image).__name__}")
+    stream = io.BytesIO(data)
     with stream:
         try:
             with warnings.catch_warnings():
@@ -113,6 +114,7 @@ def open_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 opened = Image.open(stream)
             _check_pixels(opened.size, max_pixels, name)
+            _check_complete(data, opened.format, name)
             opened.load()
         except Image.DecompressionBombError as error:
             raise TGLlavaInputError(f"image has too many pixels (decompression bomb?): {name}: {error}") from error
@@ -123,6 +125,26 @@ def open_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                 raise
             raise TGLlavaInputError(f"corrupt or truncated image: {name}: {error}") from error
     return opened
+
+
+#: End-of-stream markers of the formats whose truncation is checked on the bytes: PNG's IEND chunk
+#: (type + CRC) and JPEG's EOI marker.
+_END_MARKERS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+#: Bytes after the end marker that are tolerated (some writers append padding or metadata).
+_TRAILING_SLACK = 4096
+
+
+def _check_complete(data: bytes, image_format: str | None, name: str) -> None:
+    """Raise when a PNG or JPEG file ends before its end marker.
+
+    PIL reports truncated files only while ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is False, and
+    other libraries set that process-wide flag to True at import (lmms-eval does), after which a
+    half-written file decodes silently into grey pixels. Checking the end marker on the bytes keeps
+    the report independent of that global.
+    """
+    marker = _END_MARKERS.get(image_format or "")
+    if marker is not None and marker not in data[-(len(marker) + _TRAILING_SLACK):]:
+        raise TGLlavaInputError(f"corrupt or truncated image: {name}: no {image_format} end marker (file cut short?)")
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:

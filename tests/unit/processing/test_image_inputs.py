@@ -163,3 +163,18 @@ def test_bad_image_in_a_batch_names_sample_and_file(tmp_path, make_processor):
     prompt = processor.apply_template("What is it?", has_image=True)
     with pytest.raises(TGLlavaInputError, match=f"sample 1: image file not found: {missing}"):
         processor([prompt, prompt], [good, str(missing)], ["What is it?"] * 2)
+
+
+def test_truncated_file_is_named_even_when_pil_loads_truncated_images(tmp_path, make_processor, monkeypatch):
+    """lmms-eval sets PIL's process-wide LOAD_TRUNCATED_IMAGES at import; the check must not depend on it."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for suffix in ("png", "jpg"):
+        whole = _save(Image.fromarray(noise), tmp_path / f"whole.{suffix}", "JPEG" if suffix == "jpg" else "PNG")
+        truncated = tmp_path / f"truncated.{suffix}"
+        truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        with pytest.raises(TGLlavaInputError, match=f"corrupt or truncated image: {truncated}"):
+            make_processor().preprocess_image(truncated)
+        assert make_processor().preprocess_image(whole).pixel_values.shape[0] == 3
