@@ -9,6 +9,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Tiny models are per-op-overhead bound: one thread per process beats two competing ones.
+export OMP_NUM_THREADS ?= 1
 # Cache bytecode: the suite starts many Python processes (toolkits, torchrun ranks).
 unexport PYTHONDONTWRITEBYTECODE
 

@@ -44,3 +44,14 @@ def tiny_baseline_checkpoint(tmp_path_factory) -> Path:
     from tg_llava_eval.create import create_checkpoint
 
     return create_checkpoint("tiny-baseline", tmp_path_factory.mktemp("ckpt") / "tiny-baseline", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_on():
+    """Importing VLMEvalKit calls ``torch.set_grad_enabled(False)`` process-wide
+    (``vlmeval/vlm/__init__.py``), possibly while pytest collects the toolkit tests; every test
+    starts with PyTorch's default (gradients on) whatever was imported before it."""
+    import torch
+
+    torch.set_grad_enabled(True)
+    yield

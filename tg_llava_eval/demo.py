@@ -159,7 +159,7 @@ def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
         ))
         losses = [h["loss"] for h in report2["log_history"] if "loss" in h]
         trained[name] = {"variant": variant, "checkpoint": str(stage2), "finetune_losses": losses,
-                         "skipped_rows": report2["data"].get("skipped", 0)}
+                         "skipped_rows": report2["data"]["skipped_total"]}
     return trained
 
 
