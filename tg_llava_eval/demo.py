@@ -232,7 +232,7 @@ def _report(models: dict, data: dict, eval_dirs: dict, out: Path) -> dict:
                  "--benchmarks", str(specs)]) != 0:
         raise RuntimeError("tg-llava-eval collect failed (see the log above)")
     board = out / "report" / "leaderboard"
-    if cli_main(["leaderboard", str(results_csv), "-o", str(board), "--formats", "md,csv,xlsx,html",
+    if cli_main(["leaderboard", str(results_csv), "-o", str(board), "--formats", "md,csv,xlsx,html,png",
                  "--benchmarks", str(specs), "--no-shipped-reference"]) != 0:
         raise RuntimeError("tg-llava-eval leaderboard failed (see the log above)")
     records = read_records_csv(results_csv)
