@@ -283,8 +283,8 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
 
     Args:
         config: A :class:`TGLlavaConfig`. Towers are built from their sub-configs (no I/O); use
-            ``from_pretrained`` for weights, or :meth:`from_components` to start stage 1 from
-            pretrained CLIP and LLM checkpoints.
+            ``from_pretrained`` for weights (a stage-1 start assembled from pretrained CLIP and LLM
+            checkpoints is not provided yet: see docs/training.md).
     """
 
     def __init__(self, config: TGLlavaConfig):
