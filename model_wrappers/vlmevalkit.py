@@ -454,10 +454,7 @@ class TGLLaVA(BaseModel):
             request = self.build_request(message, dataset)
         except TGLlavaInputError as err:
             return self._fail(str(err), dataset)
-        result = self._engine().generate([request])[0]
-        if result.error is not None:
-            return self._fail(result.error, dataset)
-        return result.text
+        return self._answer(request, dataset)
 
     def chat_inner(self, message: list[dict[str, Any]], dataset: str | None = None) -> str:
         """Multi-turn datasets (``TYPE == "MT"``): earlier turns become the request's history.
@@ -474,6 +471,10 @@ class TGLLaVA(BaseModel):
             request = self.build_chat_request(message, dataset)
         except TGLlavaInputError as err:
             return self._fail(str(err), dataset)
+        return self._answer(request, dataset)
+
+    def _answer(self, request: GenerationRequest, dataset: str | None) -> str:
+        """Run one request through the engine: its answer, or the failure text of its error."""
         result = self._engine().generate([request])[0]
         if result.error is not None:
             return self._fail(result.error, dataset)
