@@ -207,10 +207,8 @@ class TGLlavaEngine:
             ids = self.processor.tokenize_prompt(templated, has_image=image is not None)
             continuation_length = 0
             if continuation is not None:
-                if not continuation:
-                    raise TGLlavaInputError("empty continuation")
-                extra = self.processor.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-                ids = ids + list(extra)
+                extra = self.processor.tokenize_continuation(continuation)
+                ids = ids + extra
                 continuation_length = len(extra)
             if self.max_length is not None and len(ids) >= self.max_length:
                 raise TGLlavaInputError(

@@ -479,6 +479,20 @@ class TGLlavaProcessor:
     # Tensors
     # ----------------------------------------------------------------------------------------
 
+    def tokenize_continuation(self, continuation: str) -> list[int]:
+        """LLM ids of a text scored after a prompt (log-likelihood), without special tokens.
+
+        The continuation is tokenised on its own and appended to the prompt's ids, so the prompt
+        keeps exactly the tokens generation sees (no BPE merge across the boundary); the engine
+        and :meth:`__call__` both use this.
+
+        Raises:
+            TGLlavaInputError: an empty continuation, or one holding an image marker.
+        """
+        if not isinstance(continuation, str) or not continuation or self.image_token in continuation:
+            raise TGLlavaInputError(f"bad continuation {continuation!r} (empty or with an image marker)")
+        return list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+
     def tokenize_prompt(self, prompt: str, *, has_image: bool) -> list[int]:
         """Tokenise a templated prompt and expand its image token.
 
@@ -609,10 +623,7 @@ class TGLlavaProcessor:
                 ids = self.tokenize_prompt(prompt, has_image=image is not None)
                 labels = [IGNORE_INDEX] * len(ids)
                 if continuations is not None:
-                    continuation = continuations[index]
-                    if self.image_token in continuation or not continuation:
-                        raise TGLlavaInputError(f"bad continuation {continuation!r} (empty or with an image marker)")
-                    continuation_ids = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+                    continuation_ids = self.tokenize_continuation(continuations[index])
                     ids, labels = ids + continuation_ids, labels + continuation_ids
                 guides.append(self.tokenize_guide(guide))
                 source = describe_source(image, f"image of sample {index}") if image is not None else None

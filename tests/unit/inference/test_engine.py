@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import math
+
 import pytest
 import torch
 from PIL import Image
@@ -136,6 +138,20 @@ def test_loglikelihood_matches_the_model_forward(engine):
     assert result.logprob == pytest.approx(float(expected), abs=1e-4)
     batched = engine.loglikelihood([request, LoglikelihoodRequest("Is it blue?", "No", images=[img])], batch_size=2)
     assert batched[0].logprob == pytest.approx(result.logprob, abs=1e-4)
+
+
+def test_bad_continuations_are_reported_and_do_not_stop_others(engine):
+    img = images(1)[0]
+    marker = engine.processor.image_token
+    results = engine.loglikelihood([
+        LoglikelihoodRequest("Is it red?", "", images=[img], request_id="empty"),
+        LoglikelihoodRequest("Is it red?", f"Yes {marker}", images=[img], request_id="marker"),
+        LoglikelihoodRequest("Is it red?", "Yes", images=[img], request_id="ok"),
+    ])
+    assert results[0].error == "request empty: bad continuation '' (empty or with an image marker)"
+    assert results[1].error.startswith("request marker: bad continuation") and marker in results[1].error
+    assert results[0].logprob == -math.inf and results[1].logprob == -math.inf
+    assert results[2].error is None and results[2].num_tokens > 0
 
 
 def test_greedy_flag_follows_the_argmax(engine):
