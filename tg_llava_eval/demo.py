@@ -7,12 +7,13 @@ settings did not change, unless ``fresh=True``):
    (coloured shapes in a 2×2 grid; training captions and instructions; held-out MCQ, yes/no and
    short-answer sets in both toolkits' local formats);
 2. **train** — ``tiny`` (TG-LLaVA) and ``tiny-baseline`` (LLaVA-1.5, same sizes) through both
-   stages with the real training module (:func:`tg_llava_eval.training.trainer.run_stage`);
+   stages with the real ``tg-llava-eval train`` CLI (:func:`tg_llava_eval.training.trainer.run_stage`),
+   the two models side by side, one single-threaded process each;
 3. **ablate** — inference-time switches of the trained TG model: TG-FOM off and TG-DP off (the
    trained LLaVA-1.5 model is the "both off" row, trained as such);
 4. **vlmevalkit** — every model through the real VLMEvalKit (``run.py --config``);
 5. **lmms-eval** — the TG model and the baseline through the real lmms-eval CLI
-   (``--model tg_llava``), generation and log-likelihood tasks;
+   (``--model tg_llava``), generation and log-likelihood tasks, side by side;
 6. **report** — ``tg-llava-eval collect`` + ``tg-llava-eval leaderboard`` (md, csv, xlsx, html +
    charts), an ablation report and the accuracy-vs-chance table.
 
@@ -139,27 +140,62 @@ def _run(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> N
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}); log {log_path}:\n{tail}")
 
 
-def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
-    from .training.trainer import StageRun, run_stage
+def _side_by_side(job: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[job(item) for item in items]`` with up to one job per CPU core at a time.
 
-    common = ("--per_device_train_batch_size", str(settings.batch_size), "--seed", str(settings.seed),
+    Each job drives one single-threaded subprocess; tiny models are bound by per-operation
+    overhead, so two such processes on two cores take about the time of one. The first failure
+    is raised once every job has finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(len(items), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(job, items))
+
+
+def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir: Path) -> list[list[str]]:
+    """The two ``tg-llava-eval train`` commands (stage 1, then stage 2) of one demo model.
+
+    Gradient checkpointing (the recipe's default, for memory) is switched off: the tiny models fit
+    anywhere and recomputing the forward pass would double the CPU time.
+    """
+    common = ["--no-deepspeed", "--per_device_train_batch_size", str(settings.batch_size), "--seed", str(settings.seed),
               "--logging_steps", "10", "--save_strategy", "no", "--report_to", "none",
-              "--dataloader_num_workers", "0", "--bf16", "false")
+              "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false"]
+    train = [sys.executable, "-m", "tg_llava_eval.cli", "train"]
+    stage1, stage2 = model_dir / "stage1", model_dir / "stage2"
+    return [
+        train + ["pretrain", "--variant", variant, "--data", data["stage1_json"], "--images", data["image_dir"],
+                 "--output", str(stage1), *common, "--max_steps", str(settings.pretrain_steps),
+                 "--learning_rate", str(settings.pretrain_lr)],
+        train + ["finetune", "--variant", variant, "--data", data["stage2_json"], "--images", data["image_dir"],
+                 "--output", str(stage2), "--from", str(stage1), *common, "--max_steps", str(settings.finetune_steps),
+                 "--learning_rate", str(settings.finetune_lr)],
+    ]
+
+
+def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
+    """Both stages of every :data:`TRAINED` model through the real ``tg-llava-eval train`` CLI.
+
+    The models train side by side (:func:`_side_by_side`); each process is seeded, so the result
+    does not depend on what runs beside it.
+    """
+    from .training.trainer import REPORT_NAME
+
+    def train_one(variant: str) -> dict:
+        model_dir = out / "models" / variant
+        for stage, cmd in zip(("stage1", "stage2"), _stage_commands(settings, data, variant, model_dir)):
+            _run(cmd, out / "logs" / f"train_{variant}_{stage}.log", env={"OMP_NUM_THREADS": "1"})
+        return json.loads((model_dir / "stage2" / REPORT_NAME).read_text())
+
+    reports = dict(zip(TRAINED, _side_by_side(train_one, list(TRAINED.values()))))
     trained = {}
     for name, variant in TRAINED.items():
-        stage1, stage2 = out / "models" / variant / "stage1", out / "models" / variant / "stage2"
-        report1 = run_stage(StageRun(
-            "pretrain", variant, Path(data["stage1_json"]), Path(data["image_dir"]), stage1, use_deepspeed=False,
-            training_flags=common + ("--max_steps", str(settings.pretrain_steps), "--learning_rate", str(settings.pretrain_lr)),
-        ))
-        report2 = run_stage(StageRun(
-            "finetune", variant, Path(data["stage2_json"]), Path(data["image_dir"]), stage2, stage1_dir=stage1,
-            use_deepspeed=False,
-            training_flags=common + ("--max_steps", str(settings.finetune_steps), "--learning_rate", str(settings.finetune_lr)),
-        ))
-        losses = [h["loss"] for h in report2["log_history"] if "loss" in h]
-        trained[name] = {"variant": variant, "checkpoint": str(stage2), "finetune_losses": losses,
-                         "skipped_rows": report2["data"]["skipped_total"]}
+        report = reports[name]
+        trained[name] = {"variant": variant, "checkpoint": str(out / "models" / variant / "stage2"),
+                         "finetune_losses": [h["loss"] for h in report["log_history"] if "loss" in h],
+                         "skipped_rows": report["data"]["skipped_total"]}
     return trained
 
 
@@ -193,14 +229,19 @@ def _vlmevalkit(models: dict, data: dict, out: Path) -> str:
 
 
 def _lmms_eval(models: dict, data: dict, out: Path, batch_size: int) -> str:
+    """Every model through the real lmms-eval CLI, one process per model, side by side."""
     output = out / "eval" / "lmms_eval"
     tasks = ",".join(data["lmms_tasks"].values())
-    for name, info in models.items():
+
+    def evaluate(name: str) -> None:
+        info = models[name]
         _run([sys.executable, "-m", "lmms_eval", "--model", "tg_llava",
               "--model_args", f"pretrained={info['checkpoint']},variant={info['variant']}",
               "--tasks", tasks, "--include_path", data["lmms_include_path"], "--batch_size", str(batch_size),
               "--log_samples", "--output_path", str(output / name)],
-             out / "logs" / f"lmms_eval_{name}.log")
+             out / "logs" / f"lmms_eval_{name}.log", env={"OMP_NUM_THREADS": "1"})
+
+    _side_by_side(evaluate, list(models))
     return str(output)
 
 

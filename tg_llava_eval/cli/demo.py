@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..demo import DemoSettings
 
 HELP = "train tiny TG-LLaVA and LLaVA-1.5 models, evaluate them with VLMEvalKit and lmms-eval, build the leaderboard"
 
@@ -13,10 +17,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="redo every phase instead of reusing finished ones")
     parser.add_argument("--quick", action="store_true", help="a few steps only (what the test suite runs)")
     parser.add_argument("--seed", type=int, default=0)
+    schedule = parser.add_argument_group(
+        "schedule", "defaults: tg_llava_eval.demo.DemoSettings; a changed value redoes the phases that depend on it")
+    schedule.add_argument("--stage2-rows", type=_positive(int), dest="n_stage2", metavar="N", help="stage-2 training rows")
+    schedule.add_argument("--finetune-steps", type=_positive(int), metavar="N", help="stage-2 optimiser steps per model")
+    schedule.add_argument("--finetune-lr", type=_positive(float), metavar="LR", help="stage-2 learning rate")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    """An argparse ``type`` accepting only values of ``kind`` above zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be > 0")
+        return value
+
+    return parse
+
+
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    """The demo's settings: the default (or ``--quick``) ones with the command line's schedule."""
+    import dataclasses
+
+    from ..demo import DemoSettings
+
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    overrides = {name: getattr(args, name) for name in ("n_stage2", "finetune_steps", "finetune_lr")
+                 if getattr(args, name) is not None}
+    return dataclasses.replace(settings, seed=args.seed, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
 
     # Tiny models are dominated by per-op overhead: one thread per process is several times faster
@@ -28,10 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..demo import DemoSettings, run_demo
+    from ..demo import run_demo
 
-    settings = DemoSettings.quick() if args.quick else DemoSettings()
-    settings = dataclasses.replace(settings, seed=args.seed)
+    settings = settings_from_args(args)
     bar = tqdm(total=6, desc="demo", unit="phase")
 
     def progress(message: str) -> None:

@@ -1,0 +1,56 @@
+"""The demo's command line and the training commands it runs (no training here: tests/e2e runs it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from tg_llava_eval.cli import build_parser
+from tg_llava_eval.cli.demo import settings_from_args
+from tg_llava_eval.demo import DemoSettings, _stage_commands
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(["demo", *argv])
+
+
+def test_defaults_and_quick_settings():
+    assert settings_from_args(parse()) == DemoSettings()
+    assert settings_from_args(parse("--quick", "--seed", "3")) == dataclasses.replace(DemoSettings.quick(), seed=3)
+
+
+def test_schedule_flags_override_the_defaults():
+    settings = settings_from_args(parse("--stage2-rows", "5000", "--finetune-steps", "900", "--finetune-lr", "1e-3"))
+    assert settings == dataclasses.replace(DemoSettings(), n_stage2=5000, finetune_steps=900, finetune_lr=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--finetune-steps", "0"), "--finetune-steps: 0 must be > 0"),
+    (("--finetune-lr", "fast"), "--finetune-lr: 'fast' is not a number"),
+    (("--stage2-rows", "1.5"), "--stage2-rows: '1.5' is not an integer"),
+])
+def test_bad_schedule_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse(*argv)
+    assert message in capsys.readouterr().err
+
+
+def test_stage_commands_use_the_real_train_cli_with_the_settings(tmp_path: Path):
+    settings = dataclasses.replace(DemoSettings(), finetune_steps=77, pretrain_steps=5, batch_size=4)
+    data = {"stage1_json": "s1.json", "stage2_json": "s2.json", "image_dir": "img"}
+    pretrain, finetune = _stage_commands(settings, data, "tiny", tmp_path)
+    assert pretrain[:5] == [sys.executable, "-m", "tg_llava_eval.cli", "train", "pretrain"]
+    assert finetune[:5] == [sys.executable, "-m", "tg_llava_eval.cli", "train", "finetune"]
+
+    def flag(cmd, name):
+        return cmd[cmd.index(name) + 1]
+
+    assert flag(pretrain, "--max_steps") == "5" and flag(finetune, "--max_steps") == "77"
+    assert flag(finetune, "--from") == flag(pretrain, "--output") == str(tmp_path / "stage1")
+    assert flag(finetune, "--data") == "s2.json" and flag(pretrain, "--data") == "s1.json"
+    for cmd in (pretrain, finetune):
+        assert "--no-deepspeed" in cmd and flag(cmd, "--gradient_checkpointing") == "false"
+        assert flag(cmd, "--per_device_train_batch_size") == "4" and flag(cmd, "--variant") == "tiny"
