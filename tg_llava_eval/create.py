@@ -9,6 +9,10 @@ exactly LLaVA-1.5 plus TG-DP).
 The directory holds ``config.json``, ``model.safetensors``, ``generation_config.json`` and the
 processor files, so ``TGLlavaForConditionalGeneration.from_pretrained(dir)`` and
 ``TGLlavaProcessor.from_pretrained(dir)`` (or ``TGLlavaEngine.from_pretrained(dir)``) work on it.
+
+``assemble_checkpoint(variant, dir, vision=CLIP_DIR, llm=LLM_DIR)`` writes the same kind of
+directory for a real stage-1 start: pretrained CLIP towers and LLM, fresh TG modules and projector
+(:meth:`TGLlavaForConditionalGeneration.from_components`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from transformers import AutoTokenizer
 
 from .errors import TGLlavaConfigError
 from .modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
+from .modeling.modeling_tg_llava import VOCAB_PAD_MULTIPLE, has_tokenizer_files
 from .processing import TGLlavaProcessor, build_guide_tokenizer, build_llm_tokenizer
 from .variants import TINY_GUIDE_MERGES, Variant, get_variant
 
 logger = logging.getLogger(__name__)
 
-#: The LLM embedding of tiny checkpoints is padded to a multiple of this (as llava-hf pads to 64).
-VOCAB_PAD_MULTIPLE = 64
+# The LLM embedding of tiny checkpoints is padded to VOCAB_PAD_MULTIPLE (as llava-hf pads to 64),
+# the same rule from_components applies when <image> needs a new row.
 
 
 def _padded(n: int, multiple: int = VOCAB_PAD_MULTIPLE) -> int:
@@ -110,12 +115,72 @@ def create_checkpoint(
     processor = TGLlavaProcessor.from_config(config, tokenizer, guide_tokenizer)
     torch.manual_seed(seed)
     model = TGLlavaForConditionalGeneration(config)
+    _write_checkpoint(model, processor, output_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("wrote %s (%s, %d parameters, seed %d) to %s", preset.name, preset.method, n_params, seed, output_dir)
+    return output_dir
+
+
+def _write_checkpoint(model: TGLlavaForConditionalGeneration, processor: TGLlavaProcessor, output_dir: Path) -> None:
+    """Save model and processor, with generation stopping at the template's stop tokens."""
     model.generation_config.eos_token_id = processor.stop_token_ids
     model.generation_config.pad_token_id = processor.pad_token_id
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info("wrote %s (%s, %d parameters, seed %d) to %s", preset.name, preset.method, n_params, seed, output_dir)
+
+
+def assemble_checkpoint(
+    variant: str,
+    output_dir: str | Path,
+    *,
+    vision: str | Path,
+    llm: str | Path,
+    guide: str | Path | None = None,
+    tokenizer: Any = None,
+    guide_tokenizer: Any = None,
+    seed: int = 0,
+) -> Path:
+    """Write a stage-1 start of ``variant`` assembled from pretrained CLIP and LLM checkpoints.
+
+    The model comes from :meth:`TGLlavaForConditionalGeneration.from_components` (pretrained towers
+    and LLM loaded strictly, TG modules and projector freshly initialised under ``seed``); the
+    processor is built from its config and the tokenizers, as :func:`create_checkpoint` does, so
+    ``tg-llava-eval train pretrain --model output_dir`` starts from it.
+
+    Args:
+        variant: Preset name; the parts' sizes must match it.
+        output_dir: Created if missing.
+        vision: ``CLIPModel`` (or ``CLIPVisionModel`` with ``guide``) checkpoint directory.
+        llm: Causal-LM checkpoint directory.
+        guide: CLIP checkpoint with the text tower, when ``vision`` has none.
+        tokenizer: LLM tokenizer object or directory; default: ``llm``'s tokenizer (``<image>`` is
+            added when missing).
+        guide_tokenizer: CLIP tokenizer object or directory; default: the CLIP directory's
+            tokenizer when it has one, else the CLIP BPE built locally (:func:`build_tokenizers`).
+        seed: Seed of the fresh modules.
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        TGLlavaCheckpointError, TGLlavaConfigError: As :meth:`~TGLlavaForConditionalGeneration.from_components`.
+    """
+    preset = get_variant(variant)
+    output_dir = Path(output_dir)
+    clip_dir = Path(guide if guide is not None else vision)
+    if tokenizer is None:
+        tokenizer = llm
+    if guide_tokenizer is None and has_tokenizer_files(clip_dir):
+        guide_tokenizer = clip_dir
+    tokenizer, guide_tokenizer = build_tokenizers(preset, tokenizer, guide_tokenizer)
+    model = TGLlavaForConditionalGeneration.from_components(
+        vision, llm, variant=preset, guide=guide, tokenizer=tokenizer, guide_tokenizer=guide_tokenizer, seed=seed
+    )
+    # from_components added <image> to `tokenizer` when it lacked it; the processor checks the id.
+    processor = TGLlavaProcessor.from_config(model.config, tokenizer, guide_tokenizer)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_checkpoint(model, processor, output_dir)
+    logger.info("wrote %s (%s) assembled from vision=%s, llm=%s to %s", preset.name, preset.method, vision, llm, output_dir)
     return output_dir
 
 
@@ -175,4 +240,4 @@ def switch_checkpoint(
     return output_dir
 
 
-__all__ = ["create_checkpoint", "switch_checkpoint", "build_tokenizers", "config_for_tokenizers", "VOCAB_PAD_MULTIPLE"]
+__all__ = ["create_checkpoint", "assemble_checkpoint", "switch_checkpoint", "build_tokenizers", "config_for_tokenizers", "VOCAB_PAD_MULTIPLE"]
