@@ -592,9 +592,14 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
             text_dict["vocab_size"] = -(-needed_rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
             logger.info("LLM embedding grows from %d to %d rows for %s",
                         text_part.vocab_size, text_dict["vocab_size"], reference.image_token)
+        # A part's recorded dtype would make from_config build that tower in it (a bf16 LLM beside
+        # fp32 towers): everything is built in fp32 and cast to `dtype` once at the end.
+        vision_dict = vision_config.to_dict()
+        for sub_config in (vision_dict, guide_dict, text_dict):
+            sub_config.pop("dtype", None)
+            sub_config.pop("torch_dtype", None)
         config = preset.config(
-            vision_config=vision_config.to_dict(), guide_config=guide_dict, text_config=text_dict,
-            image_token_id=image_token_id,
+            vision_config=vision_dict, guide_config=guide_dict, text_config=text_dict, image_token_id=image_token_id
         )
 
         with torch.random.fork_rng(devices=[]):

@@ -9,6 +9,8 @@ so assembling must grow it, as with a real Vicuna or Llama-3.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
@@ -212,6 +214,32 @@ def test_vision_only_clip_needs_a_guide_and_works_with_one(parts, tmp_path):
     model = TGLlavaForConditionalGeneration.from_components(tmp_path / "vision", llm_dir, variant=VARIANT, guide=clip_dir)
     _equal_state(model.vision_tower, clip.vision_model.state_dict())
     _equal_state(model.guide_tower, clip.text_model.state_dict())
+
+
+def test_legacy_single_tower_layout_loads(parts, tmp_path):
+    """CLIPVisionModel files written before transformers v5 keep the ``vision_model.`` prefix."""
+    from safetensors.torch import save_file
+
+    clip_dir, llm_dir, clip, _ = parts
+    legacy = tmp_path / "legacy_vision"
+    CLIPVisionModel(clip.config.vision_config).save_pretrained(legacy)
+    save_file({f"vision_model.{k}": v.contiguous() for k, v in clip.vision_model.state_dict().items()},
+              str(legacy / "model.safetensors"))
+    model = TGLlavaForConditionalGeneration.from_components(legacy, llm_dir, variant=VARIANT, guide=clip_dir)
+    _equal_state(model.vision_tower, clip.vision_model.state_dict())
+
+
+def test_dtype_is_one_for_the_whole_model(parts, tmp_path):
+    clip_dir, llm_dir, _, llm = parts
+    # A bf16 LLM checkpoint (its config.json records bfloat16) still gives an fp32 model by default.
+    bf16_dir = tmp_path / "llm_bf16"
+    copy.deepcopy(llm).to(torch.bfloat16).save_pretrained(bf16_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bf16_dir / name).write_bytes((llm_dir / name).read_bytes())
+    model = TGLlavaForConditionalGeneration.from_components(clip_dir, bf16_dir, variant=VARIANT)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    model = TGLlavaForConditionalGeneration.from_components(clip_dir, llm_dir, variant=VARIANT, dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
 def test_missing_weights_are_reported_with_the_directory(parts, tmp_path):
