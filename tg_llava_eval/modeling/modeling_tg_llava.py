@@ -30,7 +30,8 @@ change answers — ``"official"`` reproduces the unmasked behaviour.
 
 The CLIP outputs are text-independent: :meth:`TGLlavaForConditionalGeneration.get_image_features`
 is the cacheable part, :meth:`~TGLlavaForConditionalGeneration.fuse_visual_features` the
-text-dependent rest.
+text-dependent rest. :meth:`~TGLlavaForConditionalGeneration.from_components` assembles a stage-1
+start from pretrained CLIP and LLM checkpoints (strict loading, fresh TG modules, ``<image>`` row).
 """
 
 from __future__ import annotations
