@@ -292,8 +292,32 @@ def _accuracy_rows(report: dict) -> list[dict[str, Any]]:
         kind = kinds[record["benchmark"]]
         rows.append({"model": record["model"], "toolkit": record["toolkit"], "benchmark": record["benchmark"],
                      "accuracy": float(record["value"]), "chance_uniform": 100 * report["chance"][kind]["uniform"],
-                     "chance_majority": 100 * report["chance"][kind]["majority"]})
+                     "chance_majority": 100 * report["chance"][kind]["majority"],
+                     "chance_question_prior": 100 * report["chance"][kind]["question_prior"]})
     return sorted(rows, key=lambda r: (r["toolkit"], r["benchmark"], r["model"]))
+
+
+def _chance_bar(row: dict[str, Any]) -> float:
+    """The accuracy a model must beat to show it reads the image: the highest chance level
+    (uniform guess, most common answer, best answer per question category)."""
+    return max(row["chance_uniform"], row["chance_majority"], row["chance_question_prior"])
+
+
+def _chance_finding(rows: list[dict[str, Any]]) -> str:
+    """Which (model, benchmark) accuracies beat :func:`_chance_bar`; says so when none does.
+
+    Differences between models that all sit at chance measure answer priors, not the modules: the
+    report has to say which case it is in.
+    """
+    above = [f"{r['model']} on {r['benchmark']} ({r['accuracy']:.1f} vs {_chance_bar(r):.1f})"
+             for r in rows if r["accuracy"] > _chance_bar(r)]
+    if not above:
+        return ("- No model beats chance on any benchmark (the highest of: a uniform guess, the most common "
+                "answer, the best answer per question category): the models have not learned to read the "
+                "images, so the differences above are differences in answer priors, not effects of TG-FOM or "
+                "TG-DP.")
+    return ("- Above chance (the highest of: a uniform guess, the most common answer, the best answer per "
+            "question category): " + "; ".join(above) + ".")
 
 
 def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
@@ -326,6 +350,7 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
                 verdict = "lower than" if mean < -1 else "higher than" if mean > 1 else "within 1 point of"
                 findings.append(f"- {switches} ({how}): mean Δ {mean:+.1f} points over {len(deltas)} benchmarks, "
                                 f"{verdict} the full model.")
+    findings.append(_chance_finding(vlm))
     lines += ["", "## Findings", "", *findings, "",
               "Δ = row − full TG model, accuracy points. Inference-time switches reuse the trained TG weights "
               "with a module turned off (TG-DP off also removes its detail tokens from the LLM input), so they "

@@ -367,7 +367,9 @@ def _chance_levels(kind: str, items: list[TestItem], grid: int) -> dict[str, flo
     Returns:
         ``uniform``: expected accuracy of a uniform guess over each item's answer space
         (4 letters, yes/no, or the category's vocabulary); ``majority``: accuracy of the best
-        constant answer on this set (what a model ignoring the image can reach at most).
+        constant answer on this set; ``question_prior``: accuracy of the best answer *per
+        category* — what a model that reads the question but not the image can reach at most
+        (it tells colour questions from counts), the bar a trained model has to clear.
     """
     vocabulary = {"colour_at": len(COLOURS), "shape_at": len(SHAPES), "count_in_region": grid + 1}
     if kind == "mcq":
@@ -377,7 +379,12 @@ def _chance_levels(kind: str, items: list[TestItem], grid: int) -> dict[str, flo
     else:
         uniform = sum(1.0 / vocabulary[item.question.category] for item in items) / len(items)
     counts = collections.Counter(item.question.answer for item in items)
-    return {"uniform": round(uniform, 4), "majority": round(max(counts.values()) / len(items), 4)}
+    by_category: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for item in items:
+        by_category[item.question.category][item.question.answer] += 1
+    prior = sum(max(answers.values()) for answers in by_category.values()) / len(items)
+    return {"uniform": round(uniform, 4), "majority": round(max(counts.values()) / len(items), 4),
+            "question_prior": round(prior, 4)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
     if result.reused:
         print(f"reused phases: {', '.join(result.reused)} (use --fresh to redo them)")
     print("\nHeadline accuracy (%), chance in brackets:")
-    print(f"{'toolkit':<11} {'benchmark':<13} {'model':<40} {'acc':>6}  (uniform / majority)")
+    print(f"{'toolkit':<11} {'benchmark':<13} {'model':<40} {'acc':>6}  (uniform / majority / question prior)")
     for row in result.accuracy_table:
         model = row["model"] if len(row["model"]) <= 40 else "…" + row["model"][-39:]
         print(f"{row['toolkit']:<11} {row['benchmark']:<13} {model:<40} {row['accuracy']:6.1f}  "
-              f"({row['chance_uniform']:.0f} / {row['chance_majority']:.0f})")
+              f"({row['chance_uniform']:.0f} / {row['chance_majority']:.0f} / {row['chance_question_prior']:.0f})")
     print(f"\nresults:      {result.results_csv}")
     print(f"leaderboard:  {result.leaderboard_dir} (leaderboard.md, .xlsx, .html + charts)")
     print(f"ablations:    {result.ablation_report}")

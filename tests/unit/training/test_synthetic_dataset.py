@@ -146,9 +146,15 @@ def test_card_counts_and_chance_levels(dataset):
     assert card["seed"] == 3 and card["generator_version"] == "1" and card["image_size"] == 64
     assert card["counts"]["test"] == {"mcq": 24, "vqa": 24, "yorn": 24}
     assert card["chance_level"]["mcq"]["uniform"] == 0.25
-    assert card["chance_level"]["yorn"] == {"uniform": 0.5, "majority": 0.5}
+    assert card["chance_level"]["yorn"]["uniform"] == card["chance_level"]["yorn"]["majority"] == 0.5
     mcq = pd.read_csv(dataset.lmudata_dir / "tgsynth_mcq.tsv", sep="\t", dtype=str)
     assert card["chance_level"]["mcq"]["majority"] == round(mcq["answer"].value_counts().max() / 24, 4)
+    # The question-aware prior: the best answer per category, read back from the TSVs.
+    for kind, name in (("mcq", "tgsynth_mcq"), ("yorn", "tgsynth_yorn"), ("vqa", "tgsynth_openended")):
+        table = pd.read_csv(dataset.lmudata_dir / f"{name}.tsv", sep="\t", dtype=str)
+        best = table.groupby("category")["answer"].agg(lambda answers: answers.value_counts().max()).sum()
+        prior = card["chance_level"][kind]["question_prior"]
+        assert prior == round(best / 24, 4) and prior >= card["chance_level"][kind]["majority"], kind
     # VQA uniform chance: colour 1/6, shape 1/4, count (2x2 grid: 0..2) 1/3, equal thirds.
     assert card["chance_level"]["vqa"]["uniform"] == round((1 / 6 + 1 / 4 + 1 / 3) / 3, 4)
     config = json.loads(dataset.vlmeval_config.read_text())
