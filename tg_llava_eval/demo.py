@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 #: Where run.py lives (the repository root of an editable install).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: Version of what the phases store; bumped when a stored result changes shape (2: the data card
+#: has ``question_prior``), so that phases finished by an older version are redone, not misread.
+PHASE_FORMAT = 2
 #: Trained models: name in tables -> preset.
 TRAINED = {"TG-LLaVA-tiny": "tiny", "LLaVA-1.5-tiny": "tiny-baseline"}
 #: Inference-time ablations of the trained TG model: name -> (preset, TG-FOM on, TG-DP on).
@@ -96,7 +99,8 @@ class DemoResult:
 
 
 def _fingerprint(settings: DemoSettings, *fields: str) -> str:
-    values = {f: getattr(settings, f) for f in fields}
+    """Hash of the settings a phase depends on and of :data:`PHASE_FORMAT`."""
+    values = {f: getattr(settings, f) for f in fields} | {"phase_format": PHASE_FORMAT}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -54,3 +54,18 @@ def test_stage_commands_use_the_real_train_cli_with_the_settings(tmp_path: Path)
     for cmd in (pretrain, finetune):
         assert "--no-deepspeed" in cmd and flag(cmd, "--gradient_checkpointing") == "false"
         assert flag(cmd, "--per_device_train_batch_size") == "4" and flag(cmd, "--variant") == "tiny"
+
+
+def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):
+    from tg_llava_eval import demo
+
+    calls = []
+    phases = demo._Phases(tmp_path, fresh=False, progress=lambda message: None)
+    fingerprint = demo._fingerprint(DemoSettings(), "seed")
+    assert phases.run("data", fingerprint, lambda: calls.append(1) or {"n": 1}) == {"n": 1}
+    assert phases.run("data", fingerprint, lambda: calls.append(2) or {"n": 2}) == {"n": 1}  # reused
+    monkeypatch.setattr(demo, "PHASE_FORMAT", demo.PHASE_FORMAT + 1)
+    newer = demo._fingerprint(DemoSettings(), "seed")
+    assert newer != fingerprint
+    assert phases.run("data", newer, lambda: calls.append(3) or {"n": 3}) == {"n": 3}
+    assert calls == [1, 3] and phases.reused == ["data"]
