@@ -24,6 +24,7 @@ to ``HfArgumentParser(TrainingArguments)``, which names any flag it does not kno
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -110,6 +111,21 @@ def _single_process_rendezvous() -> None:
     logger.info("single-process DeepSpeed run: rendezvous on 127.0.0.1:%s", port)
 
 
+def _destroy_process_group() -> None:
+    """Tear down the process group a run started (DDP or DeepSpeed), if one is still up.
+
+    Registered with :mod:`atexit` by :func:`run`: a gloo group left to the interpreter's own
+    teardown can abort a rank with ``terminate called without an active exception`` after
+    training has finished (seen under torchrun on CPU), turning a finished run into a failed
+    launch. At exit, not after each run: DeepSpeed keeps the group for later runs in the same
+    process (resuming in-process, as a test does).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run(args: argparse.Namespace) -> int:
     """Train the stage; prints a JSON summary on the main process.
 
@@ -125,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     from tg_llava_eval.errors import TGLlavaError
     from tg_llava_eval.training.trainer import StageRun, run_stage
 
+    atexit.unregister(_destroy_process_group)  # once per process, however many runs
+    atexit.register(_destroy_process_group)
     stage_run = StageRun(
         stage=args.stage,
         variant=options["variant"],
