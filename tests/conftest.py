@@ -55,3 +55,15 @@ def _grad_mode_on():
 
     torch.set_grad_enabled(True)
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch on one intra-op thread for the test (restored after): tiny models are bound by
+    per-operation overhead, and tests that train them run several times faster on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

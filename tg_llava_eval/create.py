@@ -26,18 +26,11 @@ from transformers import AutoTokenizer
 
 from .errors import TGLlavaConfigError
 from .modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
-from .modeling.modeling_tg_llava import VOCAB_PAD_MULTIPLE, has_tokenizer_files
+from .modeling.modeling_tg_llava import VOCAB_PAD_MULTIPLE, has_tokenizer_files, padded_vocab_size
 from .processing import TGLlavaProcessor, build_guide_tokenizer, build_llm_tokenizer
 from .variants import TINY_GUIDE_MERGES, Variant, get_variant
 
 logger = logging.getLogger(__name__)
-
-# The LLM embedding of tiny checkpoints is padded to VOCAB_PAD_MULTIPLE (as llava-hf pads to 64),
-# the same rule from_components applies when <image> needs a new row.
-
-
-def _padded(n: int, multiple: int = VOCAB_PAD_MULTIPLE) -> int:
-    return -(-n // multiple) * multiple
 
 
 def build_tokenizers(variant: Variant, tokenizer: Any = None, guide_tokenizer: Any = None):
@@ -70,7 +63,8 @@ def config_for_tokenizers(variant: Variant, tokenizer, guide_tokenizer, **overri
     text_overrides = dict(overrides.pop("text_config", {}))
     guide_overrides = dict(overrides.pop("guide_config", {}))
     if variant.tiny:
-        text_overrides.setdefault("vocab_size", _padded(len(tokenizer)))
+        # Padded as llava-hf pads, the rule from_components applies when <image> needs a row.
+        text_overrides.setdefault("vocab_size", padded_vocab_size(len(tokenizer)))
         guide_overrides.setdefault("vocab_size", len(guide_tokenizer))
     guide_overrides.setdefault("bos_token_id", guide_tokenizer.bos_token_id)
     guide_overrides.setdefault("eos_token_id", guide_tokenizer.eos_token_id)

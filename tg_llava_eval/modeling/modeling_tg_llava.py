@@ -89,6 +89,11 @@ FROZEN_GROUPS = ("vision_tower", "guide_tower")
 #: When the ``<image>`` token needs a new LLM embedding row, the vocabulary is padded to a multiple
 #: of this (llava-hf's ``convert_llava_weights_to_hf.py`` pads to 64: Vicuna 32000 -> 32064).
 VOCAB_PAD_MULTIPLE = 64
+
+
+def padded_vocab_size(rows: int) -> int:
+    """``rows`` rounded up to a multiple of :data:`VOCAB_PAD_MULTIPLE` (LLM embedding size)."""
+    return -(-rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
 #: Keys of a full ``CLIPModel`` checkpoint that TG-LLaVA never computes: the contrastive heads.
 #: The vision side reads hidden states and the guide the un-projected ``pooler_output``.
 CLIP_CONTRASTIVE_KEYS = ("visual_projection.weight", "text_projection.weight", "logit_scale")
@@ -590,7 +595,7 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         text_dict = text_part.to_dict()
         needed_rows = max(len(tokenizer), image_token_id + 1)
         if needed_rows > text_part.vocab_size:
-            text_dict["vocab_size"] = -(-needed_rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
+            text_dict["vocab_size"] = padded_vocab_size(needed_rows)
             logger.info("LLM embedding grows from %d to %d rows for %s",
                         text_part.vocab_size, text_dict["vocab_size"], reference.image_token)
         # A part's recorded dtype would make from_config build that tower in it (a bf16 LLM beside
@@ -879,6 +884,7 @@ __all__ = [
     "TRAINABLE_GROUPS",
     "FROZEN_GROUPS",
     "VOCAB_PAD_MULTIPLE",
+    "padded_vocab_size",
     "CLIP_CONTRASTIVE_KEYS",
     "CLIP_TOWER_PREFIXES",
     "ARCHITECTURE_FIELDS",

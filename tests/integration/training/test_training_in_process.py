@@ -20,17 +20,11 @@ from tg_llava_eval.training.checkpoints import save_stage1_adapters
 from tg_llava_eval.training.synthetic import generate_synthetic_dataset
 from tg_llava_eval.training.trainer import REPORT_NAME, StageRun, run_stage
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 #: Steps on the fixed batch, and the loss ratio (mean of the last 3 / first) they must reach.
 STEPS = 30
 MAX_LOSS_RATIO = 0.7
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,9 @@ from tg_llava_eval.modeling.modeling_tg_llava import VOCAB_PAD_MULTIPLE
 from tg_llava_eval.processing import TGLlavaProcessor
 from tg_llava_eval.variants import get_variant
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VARIANT = "tiny"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
