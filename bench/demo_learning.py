@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import get_cosine_schedule_with_warmup
 
 from tg_llava_eval.create import create_checkpoint
 from tg_llava_eval.demo import DemoSettings
@@ -73,11 +74,9 @@ def held_out_items(data) -> list[tuple[str, list[dict], Path]]:
     return items
 
 
-@torch.no_grad()
-def evaluate(model, processor, collator, items) -> dict[str, float]:
-    """Teacher-forced first-answer-token accuracy (%) per kind/category, and ``overall``."""
-    model.eval()
-    right: dict[str, list[bool]] = {}
+def held_out_batches(items, processor, collator) -> list[tuple[list[str], dict, torch.Tensor]]:
+    """``(names, model inputs, labels)`` per :data:`EVAL_BATCH` items, built once per curve."""
+    batches = []
     for start in range(0, len(items), EVAL_BATCH):
         chunk = items[start:start + EVAL_BATCH]
         batch = collator([{"sample": processor.tokenize_training_sample(conversation, True, max_length=None),
@@ -85,8 +84,18 @@ def evaluate(model, processor, collator, items) -> dict[str, float]:
                           for _, conversation, path in chunk])
         batch.pop("skipped_rows")
         labels = batch.pop("labels")
+        batches.append(([name for name, _, _ in chunk], batch, labels))
+    return batches
+
+
+@torch.no_grad()
+def evaluate(model, batches) -> dict[str, float]:
+    """Teacher-forced first-answer-token accuracy (%) per kind/category, and ``overall``."""
+    model.eval()
+    right: dict[str, list[bool]] = {}
+    for names, batch, labels in batches:
         logits = model(**batch).logits
-        for row, (name, _, _) in enumerate(chunk):
+        for row, name in enumerate(names):
             first = int((labels[row] != -100).nonzero()[0])
             right.setdefault(name, []).append(int(logits[row, first - 1].argmax()) == int(labels[row, first]))
     model.train()
@@ -104,15 +113,11 @@ def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
     apply_stage_groups(model, recipe.trainable_groups)
     dataset = LazySupervisedDataset(data.stage2_json, data.image_dir, processor, max_length=recipe.model_max_length)
     collator = TrainingCollator(processor)
-    items = held_out_items(data)
+    batches = held_out_batches(held_out_items(data), processor, collator)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=recipe.weight_decay)
-    warmup = max(1, math.ceil(recipe.warmup_ratio * args.steps))
-
-    def schedule(step: int) -> float:
-        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    # The schedule the Trainer builds for the recipe's lr_scheduler_type="cosine" + warmup_ratio.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(recipe.warmup_ratio * args.steps), args.steps)
     generator = torch.Generator().manual_seed(args.seed)
     order: list[int] = []
     losses: list[float] = []
@@ -133,7 +138,7 @@ def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
         optimizer.zero_grad()
         losses.append(loss.item())
         if step % args.eval_every == 0 or step == args.steps:
-            accuracy = evaluate(model, processor, collator, items)
+            accuracy = evaluate(model, batches)
             window = losses[-LOSS_WINDOW:]
             curve.append({"step": step, "loss": round(sum(window) / len(window), 4),
                           "seconds": round(time.perf_counter() - start, 1), "overall": accuracy.pop("overall"),
