@@ -284,6 +284,13 @@ def run_stage(run: StageRun) -> dict[str, Any]:
     start = _starting_checkpoint(run, recipe, args)
 
     processor = TGLlavaProcessor.from_pretrained(start)
+    if processor.template.name != variant.template:
+        # The saved processor would keep this template: training and inference would disagree.
+        raise TGLlavaCheckpointError(
+            f"{start} renders prompts with the {processor.template.name!r} template but variant {run.variant!r} "
+            f"uses {variant.template!r} (a checkpoint made by another version of tg-llava-eval?); delete it or "
+            "start from a checkpoint of this variant"
+        )
     # Stage 1 of Vicuna trains with `plain`; the saved processor keeps the inference template.
     train_processor = processor if processor.template.name == template else processor.with_template(template)
     config = AutoConfig.from_pretrained(start)

@@ -43,7 +43,7 @@ CROP_SOURCES = ("upsampled", "original")
 #: How the guide tokens' padding is masked (see ``guide_padding`` below).
 GUIDE_PADDING_MODES = ("masked", "official")
 #: The conversation templates the processor implements.
-TEMPLATES = ("plain", "vicuna_v1", "llama_3", "qwen_2")
+TEMPLATES = ("plain", "vicuna_v1", "llama_3", "qwen_2", "qwen_2_bare")
 #: Which input each perceiver layer attends to, in the official order (layer 0 text, layer 1 crops).
 PERCEIVER_CONTEXTS = ("guide", "crops")
 
@@ -125,7 +125,7 @@ class TGLlavaConfig(PreTrainedConfig):
             change answers); ``"official"`` reproduces the official mask ``ids != 0`` which leaves
             padding visible.
         template: Name of the conversation template (``plain``, ``vicuna_v1``, ``llama_3``,
-            ``qwen_2``).
+            ``qwen_2``, or ``qwen_2_bare`` of the tiny presets).
         tie_word_embeddings: Whether the LLM ties input and output embeddings.
         variant: Name of the preset this config was built from (``tg_llava_eval.variants``),
             recorded for result tables; ``None`` for hand-made configs.

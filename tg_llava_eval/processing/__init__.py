@@ -4,7 +4,8 @@
 STYLE rule 7) used by training, the inference engine and both evaluation wrappers:
 
 * :mod:`.conversation` — the project's conversation templates (``plain``, ``vicuna_v1``/``v1``,
-  ``llama_3``, ``qwen_2``), byte-identical to the official strings, and the ``<image>`` rules;
+  ``llama_3``, ``qwen_2``), byte-identical to the official strings, ``qwen_2_bare`` of the tiny
+  presets, and the ``<image>`` rules;
 * :mod:`.image_loading` — robust loading (path / bytes / PIL) with a pre-decode pixel limit;
 * :mod:`.image_processing` — pad to square, PIL CLIP processing, TG-DP crops;
 * :mod:`.guide` — the text guide (which text, CLIP tokenisation to 77, padding modes);

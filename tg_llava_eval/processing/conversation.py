@@ -2,6 +2,8 @@
 
 These are the project's own templates, reproducing the official ``tg_llava/conversation.py``
 strings byte for byte (golden-tested against ``fixtures/official_parity/prompts_golden.json``).
+One more, ``qwen_2_bare``, is ours and not official: ``qwen_2`` without the system turn, the
+template of the ``tiny*`` presets (see :data:`TEMPLATES`).
 They are deliberately **not** the tokenizers' HF chat templates: the official ``qwen_2`` has its own
 system text and no newline after ``<|im_end|>``, ``vicuna_v1`` has no space after ``</s>``, and
 ``llama_3`` is the LLaVA-style variant (reference ``tg_llava_architecture.md`` §5).
@@ -18,6 +20,7 @@ Layouts (``{q}`` user message, ``{a}`` answer; the generation prompt stops befor
     llama_3:   {sys}<|eot_id|><|start_header_id|>user<|end_header_id|>\\n\\n{q}<|eot_id|>
                <|start_header_id|>assistant<|end_header_id|>\\n\\n{a}<|eot_id|>...
     qwen_2:    {sys}<|im_end|><|im_start|>user\\n{q}<|im_end|><|im_start|>assistant\\n{a}<|im_end|>...
+    qwen_2_bare: <|im_start|>user\\n{q}<|im_end|><|im_start|>assistant\\n{a}<|im_end|>...
     plain:     generation "{q}\\n"; training "<image>{a}\\n" (the question is replaced by the image,
                exactly one human and one assistant turn, as the official ``preprocess_plain``)
 
@@ -265,6 +268,21 @@ TEMPLATES: dict[str, ConversationTemplate] = {
         name="qwen_2",
         system_text=_QWEN2_SYSTEM,
         system_suffix="<|im_end|>",
+        user_prefix="<|im_start|>user\n",
+        user_suffix="<|im_end|>",
+        assistant_prefix="<|im_start|>assistant\n",
+        answer_prefix="",
+        answer_suffix="<|im_end|>",
+        stop_text="<|im_end|>",
+    ),
+    # Not official: qwen_2 without the system turn, for the tiny presets. The official system
+    # text is 24 of the ~80 tokens of a one-question tiny training sample (tiny BPE, 24 image tokens)
+    # and slows a randomly initialised LLM's learning to read the image by about half
+    # (docs/demo.md). Same tokenizer family and stop token as qwen_2.
+    "qwen_2_bare": ConversationTemplate(
+        name="qwen_2_bare",
+        system_text="",
+        system_suffix="",
         user_prefix="<|im_start|>user\n",
         user_suffix="<|im_end|>",
         assistant_prefix="<|im_start|>assistant\n",

@@ -19,8 +19,8 @@ generated deterministically:
   ===============  ==========================================  =====================================
   template         family                                      special tokens
   ===============  ==========================================  =====================================
-  ``qwen_2``       byte-level BPE, ``Qwen2Tokenizer``          ``<|endoftext|>`` (pad),
-                                                               ``<|im_start|>``, ``<|im_end|>`` (eos)
+  ``qwen_2``,      byte-level BPE, ``Qwen2Tokenizer``          ``<|endoftext|>`` (pad),
+  ``qwen_2_bare``                                              ``<|im_start|>``, ``<|im_end|>`` (eos)
   ``llama_3``      byte-level BPE, ``PreTrainedTokenizerFast`` ``<|begin_of_text|>`` (bos, added like
                                                                Meta's tokenizer), ``<|end_of_text|>``,
                                                                ``<|start_header_id|>``,
@@ -399,6 +399,7 @@ def _build_sentencepiece_family(corpus: Sequence[str], vocab_size: int, image_to
 #: Tokenizer family per canonical template name (dispatch by registry, never by name substrings).
 LLM_TOKENIZER_FAMILIES: dict[str, Callable[[Sequence[str], int, str], PreTrainedTokenizerFast]] = {
     "qwen_2": _build_qwen2_family,
+    "qwen_2_bare": _build_qwen2_family,
     "llama_3": _build_llama3_family,
     "vicuna_v1": _build_sentencepiece_family,
     "plain": _build_sentencepiece_family,

@@ -89,3 +89,21 @@ def test_cli_rejects_a_checkpoint_of_another_variant(fixed_batch_data, tiny_base
     with caplog.at_level(logging.ERROR):
         assert train_main(argv) == 2
     assert "holds variant 'tiny-baseline' but --variant is 'tiny'" in caplog.text
+
+
+def test_cli_rejects_a_checkpoint_whose_template_is_not_the_variants(fixed_batch_data, tiny_checkpoint, tmp_path,
+                                                                      caplog):
+    # A tiny checkpoint made before the tiny presets switched to qwen_2_bare: training would render
+    # prompts with one template and save a processor that renders them with another.
+    old = tmp_path / "old_tiny"
+    shutil.copytree(tiny_checkpoint, old)
+    for name in ("config.json", "processor_config.json"):
+        config = json.loads((old / name).read_text())
+        config["template"] = "qwen_2"
+        (old / name).write_text(json.dumps(config))
+    argv = ["pretrain", "--variant", "tiny", "--model", str(old), "--data", str(fixed_batch_data.stage1_json),
+            "--images", str(fixed_batch_data.image_dir), "--output", str(tmp_path / "out"), "--no-deepspeed"]
+    with caplog.at_level(logging.ERROR):
+        assert train_main(argv) == 2
+    assert f"{old} renders prompts with the 'qwen_2' template but variant 'tiny' uses 'qwen_2_bare'" in caplog.text
+    assert not (tmp_path / "out" / "model.safetensors").exists()

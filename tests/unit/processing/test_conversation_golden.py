@@ -108,3 +108,20 @@ def test_templates_are_not_hf_chat_templates(llm_tokenizers):
     # Our tiny tokenizers carry no chat template: the project templates are the only source.
     for name in ("qwen_2", "llama_3", "vicuna_v1"):
         assert not getattr(llm_tokenizers[name], "chat_template", None)
+
+
+@pytest.mark.parametrize("case", ["train_single_turn", "train_two_turn"])
+def test_qwen_2_bare_is_official_qwen_2_without_the_system_turn(case, golden_prompts, make_processor):
+    # The tiny presets' template: the official qwen_2 strings minus "{system}<|im_end|>", the same
+    # supervised answers, and the same generation prompt minus the system turn.
+    system_turn = get_template("qwen_2").system_text + "<|im_end|>"
+    official = golden_prompts["qwen_2"][case]
+    assert official.startswith(system_turn)
+    processor = make_processor("qwen_2_bare", tokenizer_of="qwen_2")
+    segments = processor.training_segments(RAW_SAMPLES[case], has_image=True)
+    assert "".join(segment.text for segment in segments) == official[len(system_turn):]
+    official_segments = make_processor("qwen_2").training_segments(RAW_SAMPLES[case], has_image=True)
+    assert [s.text for s in segments if s.supervised] == [s.text for s in official_segments if s.supervised]
+    generation = golden_prompts["qwen_2"]["gen_single_turn"]
+    assert processor.apply_template(Q1, has_image=True) == generation[len(system_turn):]
+    assert processor.stop_token_ids == make_processor("qwen_2").stop_token_ids
