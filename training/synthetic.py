@@ -16,8 +16,11 @@ anyway. This module writes a small stand-in with the same *formats* end to end:
 * ``dataset_card.json``: counts, chance levels per kind, seed, generator version, file list.
 
 Images are coloured shapes in a grid (:mod:`~tg_llava_eval.training.synthetic_scenes`);
-questions name a cell or a row/column (:mod:`~tg_llava_eval.training.synthetic_questions`), so
-their answers depend on where things are — the situation TG-LLaVA's text guidance targets.
+about half of the questions name a cell or a row/column
+(:mod:`~tg_llava_eval.training.synthetic_questions`), so their answers depend on where things are —
+the situation TG-LLaVA's text guidance targets — and the others ask about the whole image (the one
+shape of a one-shape scene, or a count of all shapes), which shows whether a model reads the image
+at all.
 
 Determinism: every random choice comes from :class:`random.Random` streams seeded by
 ``(GENERATOR_VERSION, seed, split)``; files are written in a fixed order with fixed encodings,
@@ -50,6 +53,7 @@ from tg_llava_eval.training.synthetic_questions import (
     KIND_CATEGORIES,
     OPTION_LETTERS,
     SHORT_ANSWER_SUFFIX,
+    SINGLE_SHAPE_CATEGORIES,
     TEXT_ONLY_QA,
     YORN_SUFFIX,
     Question,
@@ -69,7 +73,7 @@ from tg_llava_eval.training.synthetic_scenes import (
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the generated content changes for a given seed (recorded in the card).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Stage-1 instructions (LLaVA's brief-description prompts, as in the 558K captions set).
 CAPTION_INSTRUCTIONS: tuple[str, ...] = (
@@ -141,6 +145,17 @@ class TestItem:
     png: bytes
 
 
+def _shape_range(category: str, *, located_min: int) -> tuple[int, Optional[int]]:
+    """``(min_shapes, max_shapes)`` of a scene for ``category`` (``None`` = up to every cell).
+
+    One-shape categories need exactly one shape, ``count_all`` any number; located categories
+    ask ``located_min`` or more shapes (the held-out sets use two, so "which cell" matters).
+    """
+    if category in SINGLE_SHAPE_CATEGORIES:
+        return 1, 1
+    return (1 if category == "count_all" else located_min), None
+
+
 def _stream(seed: int, split: str) -> random.Random:
     """The random stream of one split; str seeds are hashed with SHA-512 (stable across runs)."""
     return random.Random(f"tgsynth-v{GENERATOR_VERSION}:{seed}:{split}")
@@ -174,19 +189,21 @@ def _scene_record(scene: Scene) -> list[Optional[dict[str, str]]]:
 
 
 def _make_test_items(kind: str, n: int, *, seed: int, grid: int, image_size: int) -> list[TestItem]:
-    """``n`` questions of one kind, one scene each; categories cycle, Y/N answers alternate.
+    """``n`` questions of one kind, one scene each; categories cycle, Y/N answers are balanced.
 
-    Every scene has at least two shapes, so "which cell" matters for the answer.
+    Scenes of located questions have at least two shapes, so "which cell" matters for the answer.
     """
     rng = _stream(seed, f"test-{kind}")
     categories = KIND_CATEGORIES[kind]
     items = []
     for index in range(n):
-        scene = sample_scene(rng, grid=grid, min_shapes=2)
-        want_yes = (index // len(categories)) % 2 == 0 if kind == "yorn" else None
-        question = make_question(
-            scene, rng, kind=kind, category=categories[index % len(categories)], want_yes=want_yes
-        )
+        category = categories[index % len(categories)]
+        min_shapes, max_shapes = _shape_range(category, located_min=2)
+        scene = sample_scene(rng, grid=grid, min_shapes=min_shapes, max_shapes=max_shapes)
+        # Alternates within each round of categories and from one round to the next: every
+        # category and the whole set get as many Yes as No (up to one per unfinished round).
+        want_yes = (index // len(categories) + index % len(categories)) % 2 == 0 if kind == "yorn" else None
+        question = make_question(scene, rng, kind=kind, category=category, want_yes=want_yes)
         items.append(TestItem(index, scene, question, encode_png(render_scene(scene, image_size))))
     return items
 
@@ -323,25 +340,39 @@ def _write_lmms_task(folder: pathlib.Path, task: str, tag: str, kind: str, items
 # ---------------------------------------------------------------------------------------------
 
 
-def _train_scene(rng: random.Random, *, grid: int, held_out: set, split: str) -> Scene:
+def _train_scene(rng: random.Random, *, grid: int, held_out: set, split: str, min_shapes: int = 1,
+                 max_shapes: Optional[int] = None) -> Scene:
     """A training scene whose layout is not one of the held-out test layouts.
 
     Raises:
         RuntimeError: if :data:`MAX_SCENE_REDRAWS` draws all collide (grid far too small).
     """
     for _ in range(MAX_SCENE_REDRAWS):
-        scene = sample_scene(rng, grid=grid)
+        scene = sample_scene(rng, grid=grid, min_shapes=min_shapes, max_shapes=max_shapes)
         if scene.signature() not in held_out:
             return scene
     raise RuntimeError(f"{split}: could not draw a scene outside the test layouts in {MAX_SCENE_REDRAWS} tries")
 
 
-def _stage2_turns(scene: Scene, rng: random.Random, n_turns: int) -> list[dict[str, str]]:
-    """``n_turns`` question/answer pairs about one scene; the image marker opens the first turn."""
+def _pick_category(rng: random.Random, scene: Optional[Scene] = None) -> tuple[str, str]:
+    """A uniform kind, then a uniform category of it (one the scene can answer, when given)."""
+    kind = rng.choice(sorted(KIND_CATEGORIES))
+    categories = KIND_CATEGORIES[kind]
+    if scene is not None and len(scene.occupied()) != 1:
+        categories = tuple(c for c in categories if c not in SINGLE_SHAPE_CATEGORIES)
+    return kind, rng.choice(categories)
+
+
+def _stage2_turns(scene: Scene, rng: random.Random, n_turns: int, first: tuple[str, str]) -> list[dict[str, str]]:
+    """``n_turns`` question/answer pairs about one scene; the image marker opens the first turn.
+
+    ``first`` is the first turn's ``(kind, category)`` (the scene was drawn for it); follow-ups
+    draw categories the scene can answer.
+    """
     turns = []
     for turn in range(n_turns):
-        kind = rng.choice(sorted(KIND_CATEGORIES))
-        question = make_question(scene, rng, kind=kind, category=rng.choice(KIND_CATEGORIES[kind]))
+        kind, category = first if turn == 0 else _pick_category(rng, scene)
+        question = make_question(scene, rng, kind=kind, category=category)
         text = instruction_text(question)
         turns.append({"from": "human", "value": f"<image>\n{text}" if turn == 0 else text})
         turns.append({"from": "gpt", "value": question.answer})
@@ -371,7 +402,9 @@ def _chance_levels(kind: str, items: list[TestItem], grid: int) -> dict[str, flo
         category* — what a model that reads the question but not the image can reach at most
         (it tells colour questions from counts), the bar a trained model has to clear.
     """
-    vocabulary = {"colour_at": len(COLOURS), "shape_at": len(SHAPES), "count_in_region": grid + 1}
+    # Answer-space sizes: a row or column holds 0..grid shapes, the whole image 1..grid² shapes.
+    vocabulary = {"colour_at": len(COLOURS), "shape_at": len(SHAPES), "count_in_region": grid + 1,
+                  "colour_single": len(COLOURS), "shape_single": len(SHAPES), "count_all": grid * grid}
     if kind == "mcq":
         uniform = 1.0 / len(OPTION_LETTERS)
     elif kind == "yorn":
@@ -482,12 +515,16 @@ def generate_synthetic_dataset(
             stage2.append({"id": f"stage2-{n:06d}", "conversations": _text_only_turns(rng)})
             n_text_only += 1
             continue
-        scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage2")
+        first = _pick_category(rng)
+        min_shapes, max_shapes = _shape_range(first[1], located_min=1)
+        scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage2", min_shapes=min_shapes,
+                             max_shapes=max_shapes)
         image = f"stage2/{n:06d}.png"
         _write_bytes(image_dir / image, encode_png(render_scene(scene, image_size)))
         n_turns = rng.randint(2, 3) if rng.random() < multi_turn_fraction else 1
         n_multi_turn += n_turns > 1
-        stage2.append({"id": f"stage2-{n:06d}", "image": image, "conversations": _stage2_turns(scene, rng, n_turns)})
+        stage2.append({"id": f"stage2-{n:06d}", "image": image,
+                       "conversations": _stage2_turns(scene, rng, n_turns, first)})
     stage2_json = root / "stage2_instructions.json"
     _write_json(stage2_json, stage2)
 

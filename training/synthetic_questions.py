@@ -1,8 +1,11 @@
-"""Questions about synthetic scenes: location-dependent, with their ground-truth answers.
+"""Questions about synthetic scenes, with their ground-truth answers.
 
-Every question names a *place* in the image (a cell such as "the top-left", or a whole row or
-column such as "on the right") and its answer is computed from the :class:`Scene`, i.e. from
-what is drawn there. Four categories:
+Two families of categories. *Located* questions name a place in the image (a cell such as "the
+top-left", or a whole row or column such as "on the right"), so the answer depends on what is
+drawn there — the situation TG-LLaVA's text guidance targets. *Whole-image* questions need no
+place: they are asked of a scene with a single shape ("the shape") or about all shapes (a count),
+so they need the image read but no place found, and tell "the model reads the image" apart from
+"the model finds the named place". Every answer is computed from the :class:`Scene`.
 
 =====================  ===========================================  ==========================
 category               example                                      answer
@@ -11,12 +14,15 @@ category               example                                      answer
 ``shape_at``           Which shape is in the bottom-right?          ``star``
 ``count_in_region``    How many shapes are on the left?             ``2``
 ``exists_in_region``   Is there a red circle on the right?          ``Yes`` / ``No``
+``colour_single``      What colour is the shape? (one shape)        ``red``
+``shape_single``       Which shape is in the image? (one shape)     ``star``
+``count_all``          How many shapes are in the image?            ``3``
 =====================  ===========================================  ==========================
 
 The question *kinds* follow the evaluation toolkits' types: ``mcq`` (four lettered options,
 answer a letter), ``yorn`` (answer ``Yes``/``No``) and ``vqa`` (short answer).
 
-Choices that make the questions need the location (so text guidance has something to do):
+Choices that make the located questions need the location (so text guidance has something to do):
 
 * ``colour_at``/``shape_at`` prefer cells whose attribute differs from another shape's in the
   same image, so "the colour of some shape" is not enough;
@@ -42,10 +48,12 @@ OPTION_LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 
 #: The question kinds (= evaluation types) and the categories each kind draws from, in order.
 KIND_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "mcq": ("shape_at", "colour_at", "count_in_region"),
-    "yorn": ("exists_in_region", "colour_at", "shape_at"),
-    "vqa": ("colour_at", "shape_at", "count_in_region"),
+    "mcq": ("shape_at", "colour_at", "count_in_region", "colour_single", "shape_single", "count_all"),
+    "yorn": ("exists_in_region", "colour_at", "shape_at", "colour_single", "shape_single"),
+    "vqa": ("colour_at", "shape_at", "count_in_region", "colour_single", "shape_single", "count_all"),
 }
+#: Categories asked only of scenes with exactly one shape ("the shape").
+SINGLE_SHAPE_CATEGORIES: frozenset[str] = frozenset({"colour_single", "shape_single"})
 
 #: LLaVA-1.5 answer-format suffixes (the training prompts).
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -80,7 +88,12 @@ class Question:
 def _attribute(scene: Scene, index: int, category: str) -> str:
     """The colour or shape name of the shape in cell ``index``."""
     shape = scene.cells[index]
-    return shape.colour if category == "colour_at" else shape.shape
+    return shape.colour if category in ("colour_at", "colour_single") else shape.shape
+
+
+def _vocabulary(category: str) -> list[str]:
+    """The possible answers of a colour or shape category."""
+    return sorted(COLOURS) if category in ("colour_at", "colour_single") else list(SHAPES)
 
 
 def _pick_located_cell(scene: Scene, rng: random.Random, category: str) -> int:
@@ -105,17 +118,34 @@ def _attribute_question(scene: Scene, rng: random.Random, category: str) -> tupl
         text = rng.choice(
             (f"What colour is the shape in the {place}?", f"What is the colour of the shape in the {place}?")
         )
-        return text, scene.cells[index].colour, sorted(COLOURS)
-    text = rng.choice((f"Which shape is in the {place}?", f"What shape is in the {place}?"))
-    return text, scene.cells[index].shape, list(SHAPES)
+    else:
+        text = rng.choice((f"Which shape is in the {place}?", f"What shape is in the {place}?"))
+    return text, _attribute(scene, index, category), _vocabulary(category)
 
 
-def _count_question(scene: Scene, rng: random.Random) -> tuple[str, str, list[str]]:
-    """Text, answer and vocabulary of a ``count_in_region`` question (digits 0..len(region))."""
-    region: Region = rng.choice(scene.line_regions())
-    count = len(shapes_in(scene, region.cells))
-    vocabulary = [str(n) for n in range(max(len(region.cells), len(OPTION_LETTERS) - 1) + 1)]
-    return f"How many shapes are {region.phrase}?", str(count), vocabulary
+def _single_question(scene: Scene, rng: random.Random, category: str) -> tuple[str, str, list[str]]:
+    """Text, answer and vocabulary of a ``colour_single`` / ``shape_single`` question."""
+    answer = _attribute(scene, scene.occupied()[0], category)
+    if category == "colour_single":
+        text = rng.choice(("What colour is the shape?", "What is the colour of the shape?"))
+    else:
+        text = rng.choice(("Which shape is in the image?", "What shape is in the image?"))
+    return text, answer, _vocabulary(category)
+
+
+def _count_question(scene: Scene, rng: random.Random, category: str) -> tuple[str, str, list[str]]:
+    """Text, answer and vocabulary of a count question (digits 0..number of cells counted).
+
+    ``count_in_region`` counts one row or column, ``count_all`` the whole image.
+    """
+    if category == "count_all":
+        cells, text = tuple(range(len(scene.cells))), "How many shapes are in the image?"
+    else:
+        region: Region = rng.choice(scene.line_regions())
+        cells, text = region.cells, f"How many shapes are {region.phrase}?"
+    count = len(shapes_in(scene, cells))
+    vocabulary = [str(n) for n in range(max(len(cells), len(OPTION_LETTERS) - 1) + 1)]
+    return text, str(count), vocabulary
 
 
 def _exists_question(scene: Scene, rng: random.Random, want_yes: bool) -> tuple[str, str]:
@@ -143,19 +173,22 @@ def _exists_question(scene: Scene, rng: random.Random, want_yes: bool) -> tuple[
 
 
 def _attribute_yorn(scene: Scene, rng: random.Random, category: str, want_yes: bool) -> tuple[str, str]:
-    """``Is the shape in the top-left red?`` / ``... a circle?`` with the requested answer."""
-    index = _pick_located_cell(scene, rng, category)
+    """``Is the shape in the top-left red?`` / ``Is the shape a circle?`` with the requested answer.
+
+    Located categories name a cell; ``*_single`` categories ask about the scene's one shape.
+    """
+    single = category in SINGLE_SHAPE_CATEGORIES
+    index = scene.occupied()[0] if single else _pick_located_cell(scene, rng, category)
     truth = _attribute(scene, index, category)
-    vocabulary = sorted(COLOURS) if category == "colour_at" else list(SHAPES)
     if want_yes:
         value = truth
     else:
         # Prefer a value present elsewhere in the image (hard negative), else any other value.
         others = sorted({_attribute(scene, j, category) for j in scene.occupied()} - {truth})
-        value = rng.choice(others or [v for v in vocabulary if v != truth])
-    place = scene.cell_name(index)
-    text = f"Is the shape in the {place} {value}?" if category == "colour_at" else (
-        f"Is the shape in the {place} {with_article(value)}?"
+        value = rng.choice(others or [v for v in _vocabulary(category) if v != truth])
+    subject = "the shape" if single else f"the shape in the {scene.cell_name(index)}"
+    text = f"Is {subject} {value}?" if category in ("colour_at", "colour_single") else (
+        f"Is {subject} {with_article(value)}?"
     )
     return f"{text} {YORN_SUFFIX}", "Yes" if want_yes else "No"
 
@@ -179,7 +212,7 @@ def make_question(
     """Ask one question of ``kind`` and ``category`` about ``scene``.
 
     Args:
-        scene: the scene (at least one shape).
+        scene: the scene (at least one shape; exactly one for :data:`SINGLE_SHAPE_CATEGORIES`).
         rng: randomness for the cell/region/option choices.
         kind: ``"mcq"``, ``"yorn"`` or ``"vqa"``.
         category: a category allowed for ``kind`` by :data:`KIND_CATEGORIES`.
@@ -189,12 +222,15 @@ def make_question(
         The :class:`Question` with its ground-truth answer.
 
     Raises:
-        ValueError: for an unknown kind or a category the kind does not offer.
+        ValueError: for an unknown kind, a category the kind does not offer, or a one-shape
+            category asked of a scene with several shapes.
     """
     if kind not in KIND_CATEGORIES:
         raise ValueError(f"unknown question kind {kind!r}; known: {sorted(KIND_CATEGORIES)}")
     if category not in KIND_CATEGORIES[kind]:
         raise ValueError(f"kind {kind!r} has no category {category!r}; it has {KIND_CATEGORIES[kind]}")
+    if category in SINGLE_SHAPE_CATEGORIES and len(scene.occupied()) != 1:
+        raise ValueError(f"category {category!r} needs a scene with one shape, this one has {len(scene.occupied())}")
     if kind == "yorn":
         want_yes = rng.random() < 0.5 if want_yes is None else want_yes
         if category == "exists_in_region":
@@ -202,8 +238,10 @@ def make_question(
         else:
             text, answer = _attribute_yorn(scene, rng, category, want_yes)
         return Question(kind, category, text, (), answer, answer)
-    if category == "count_in_region":
-        text, answer_text, vocabulary = _count_question(scene, rng)
+    if category in ("count_in_region", "count_all"):
+        text, answer_text, vocabulary = _count_question(scene, rng, category)
+    elif category in SINGLE_SHAPE_CATEGORIES:
+        text, answer_text, vocabulary = _single_question(scene, rng, category)
     else:
         text, answer_text, vocabulary = _attribute_question(scene, rng, category)
     if kind == "vqa":

@@ -82,6 +82,18 @@ def answer(question: str, cells: list[Cell], grid: int) -> str:
     m = re.fullmatch(rf"Is the shape in the ({cell_re}) (?:an? )?(\w+)\? Please answer yes or no\.", first_line)
     if m:
         return "Yes" if m.group(2) in cells[cell_names[m.group(1)]] else "No"
+    # Whole-image questions: the one shape of a one-shape scene, or all shapes.
+    shapes = [cell for cell in cells if cell is not None]
+    if first_line == "How many shapes are in the image?":
+        return str(len(shapes))
+    if first_line in ("What colour is the shape?", "What is the colour of the shape?",
+                      "Which shape is in the image?", "What shape is in the image?"):
+        assert len(shapes) == 1, f"{question!r} asked of a scene with {len(shapes)} shapes"
+        return shapes[0][0 if "colour" in first_line else 1]
+    m = re.fullmatch(r"Is the shape (?:an? )?(\w+)\? Please answer yes or no\.", first_line)
+    if m:
+        assert len(shapes) == 1, f"{question!r} asked of a scene with {len(shapes)} shapes"
+        return "Yes" if m.group(1) in shapes[0] else "No"
     raise AssertionError(f"oracle cannot parse question {question!r}")
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from synthetic_oracle import answer, caption_cells, read_scene
 from tg_llava_eval.training.synthetic import VQA_REFERENCE_COPIES, generate_synthetic_dataset
-from tg_llava_eval.training.synthetic_questions import OPTION_LETTERS
+from tg_llava_eval.training.synthetic_questions import KIND_CATEGORIES, OPTION_LETTERS
 
 SMALL = dict(n_train_stage1=40, n_train_stage2=60, n_test=24, image_size=64)
 
@@ -143,7 +143,7 @@ def test_test_layouts_are_held_out_of_training(dataset):
 def test_card_counts_and_chance_levels(dataset):
     card = json.loads(dataset.card_path.read_text())
     assert card == dataset.card
-    assert card["seed"] == 3 and card["generator_version"] == "1" and card["image_size"] == 64
+    assert card["seed"] == 3 and card["generator_version"] == "2" and card["image_size"] == 64
     assert card["counts"]["test"] == {"mcq": 24, "vqa": 24, "yorn": 24}
     assert card["chance_level"]["mcq"]["uniform"] == 0.25
     assert card["chance_level"]["yorn"]["uniform"] == card["chance_level"]["yorn"]["majority"] == 0.5
@@ -155,8 +155,10 @@ def test_card_counts_and_chance_levels(dataset):
         best = table.groupby("category")["answer"].agg(lambda answers: answers.value_counts().max()).sum()
         prior = card["chance_level"][kind]["question_prior"]
         assert prior == round(best / 24, 4) and prior >= card["chance_level"][kind]["majority"], kind
-    # VQA uniform chance: colour 1/6, shape 1/4, count (2x2 grid: 0..2) 1/3, equal thirds.
-    assert card["chance_level"]["vqa"]["uniform"] == round((1 / 6 + 1 / 4 + 1 / 3) / 3, 4)
+    # VQA uniform chance, six categories in equal shares: colour 1/6, shape 1/4, count in a row or
+    # column of the 2x2 grid (0..2) 1/3, the one shape's colour 1/6 and shape 1/4, all shapes (1..4) 1/4.
+    assert card["counts"]["test_categories"]["vqa"] == dict.fromkeys(sorted(KIND_CATEGORIES["vqa"]), 4)
+    assert card["chance_level"]["vqa"]["uniform"] == round((1 / 6 + 1 / 4 + 1 / 3 + 1 / 6 + 1 / 4 + 1 / 4) / 6, 4)
     config = json.loads(dataset.vlmeval_config.read_text())
     assert config == {"data": {
         "tgsynth_mcq": {"class": "ImageMCQDataset", "dataset": "tgsynth_mcq"},
