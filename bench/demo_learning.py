@@ -22,7 +22,7 @@ Usage::
 
 Output::
 
-    {"benchmark": "demo_learning", "steps": ..., "chance": {kind: {"uniform", "majority"}},
+    {"benchmark": "demo_learning", "steps": ..., "chance": {kind: {"uniform", "majority", "question_prior"}},
      "curves": {variant: [{"step": s, "loss": l, "seconds": t, "overall": a,
                            "accuracy": {"mcq/colour_at": a, ...}}, ...]}}
 """

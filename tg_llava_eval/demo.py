@@ -26,7 +26,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,8 +41,11 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Version of what the phases store; bumped when a stored result changes shape (2: the data card
-#: has ``question_prior``), so that phases finished by an older version are redone, not misread.
-PHASE_FORMAT = 2
+#: has ``question_prior``; 3: the report keeps the held-out counts), so that phases finished by an
+#: older version are redone, not misread.
+PHASE_FORMAT = 3
+#: Significance level of the one-sided binomial test that calls an accuracy "above chance".
+ABOVE_CHANCE_ALPHA = 0.05
 #: Trained models: name in tables -> preset.
 TRAINED = {"TG-LLaVA-tiny": "tiny", "LLaVA-1.5-tiny": "tiny-baseline"}
 #: Inference-time ablations of the trained TG model: name -> (preset, TG-FOM on, TG-DP on).
@@ -61,6 +66,8 @@ class DemoSettings:
         image_size: Side of the synthetic images (the tiny vision tower's input size).
         pretrain_steps, finetune_steps: Optimiser steps per stage.
         batch_size: Per-device batch.
+        gradient_accumulation_steps: Micro-batches per optimiser step in both stages (the
+            recipes' value, 2, by default).
         pretrain_lr, finetune_lr: Learning rates (the paper's 1e-3 / 2e-5 are for pretrained LLMs;
             the tiny LLM learns from scratch, so stage 2 uses a larger rate).
         lmms_batch_size: lmms-eval ``--batch_size``.
@@ -69,11 +76,12 @@ class DemoSettings:
     seed: int = 0
     n_stage1: int = 400
     n_stage2: int = 2000
-    n_test: int = 40
+    n_test: int = 60
     image_size: int = 56
     pretrain_steps: int = 30
     finetune_steps: int = 300
     batch_size: int = 16
+    gradient_accumulation_steps: int = 2
     pretrain_lr: float = 1e-3
     finetune_lr: float = 2e-3
     lmms_batch_size: int = 8
@@ -98,10 +106,21 @@ class DemoResult:
     summary_path: Path
 
 
+def _code_versions() -> dict[str, Any]:
+    """What besides the settings decides every phase: the data generator's version and the
+    trained presets' configs (sizes, template), so that a demo folder made by an older version of
+    the package is redone, not reused."""
+    from .training.synthetic import GENERATOR_VERSION
+    from .variants import get_variant
+
+    presets = {name: get_variant(name).config().to_dict() for name in sorted(TRAINED.values())}
+    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": presets}
+
+
 def _fingerprint(settings: DemoSettings, *fields: str) -> str:
-    """Hash of the settings a phase depends on and of :data:`PHASE_FORMAT`."""
-    values = {f: getattr(settings, f) for f in fields} | {"phase_format": PHASE_FORMAT}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of the settings a phase depends on and of :func:`_code_versions`."""
+    values = {f: getattr(settings, f) for f in fields} | _code_versions()
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class _Phases:
@@ -166,7 +185,8 @@ def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir:
     """
     common = ["--no-deepspeed", "--per_device_train_batch_size", str(settings.batch_size), "--seed", str(settings.seed),
               "--logging_steps", "10", "--save_strategy", "no", "--report_to", "none",
-              "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false"]
+              "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false",
+              "--gradient_accumulation_steps", str(settings.gradient_accumulation_steps)]
     train = [sys.executable, "-m", "tg_llava_eval.cli", "train"]
     stage1, stage2 = model_dir / "stage1", model_dir / "stage2"
     return [
@@ -189,6 +209,8 @@ def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
 
     def train_one(variant: str) -> dict:
         model_dir = out / "models" / variant
+        # A redone phase starts from nothing: the trainer would reuse an older initial checkpoint.
+        shutil.rmtree(model_dir, ignore_errors=True)
         for stage, cmd in zip(("stage1", "stage2"), _stage_commands(settings, data, variant, model_dir)):
             _run(cmd, out / "logs" / f"train_{variant}_{stage}.log", env={"OMP_NUM_THREADS": "1"})
         return json.loads((model_dir / "stage2" / REPORT_NAME).read_text())
@@ -207,6 +229,7 @@ def _ablate(trained: dict, out: Path) -> dict:
     from .create import switch_checkpoint
 
     source = trained["TG-LLaVA-tiny"]["checkpoint"]
+    shutil.rmtree(out / "models" / "inference-ablations", ignore_errors=True)
     made = {}
     for name, (variant, fom, dp) in INFERENCE_ABLATIONS.items():
         target = out / "models" / "inference-ablations" / variant
@@ -227,6 +250,7 @@ def _vlmevalkit(models: dict, data: dict, out: Path) -> str:
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2))
     work_dir = out / "eval" / "vlmevalkit"
+    shutil.rmtree(work_dir, ignore_errors=True)  # a redone phase must not mix with an older run's files
     _run([sys.executable, str(REPO_ROOT / "run.py"), "--config", str(config_path), "--work-dir", str(work_dir),
           "--judge", "exact_matching"], out / "logs" / "vlmevalkit.log", env={"LMUData": data["lmudata_dir"]})
     return str(work_dir)
@@ -235,6 +259,7 @@ def _vlmevalkit(models: dict, data: dict, out: Path) -> str:
 def _lmms_eval(models: dict, data: dict, out: Path, batch_size: int) -> str:
     """Every model through the real lmms-eval CLI, one process per model, side by side."""
     output = out / "eval" / "lmms_eval"
+    shutil.rmtree(output, ignore_errors=True)  # a redone phase must not mix with an older run's files
     tasks = ",".join(data["lmms_tasks"].values())
 
     def evaluate(name: str) -> None:
@@ -283,7 +308,7 @@ def _report(models: dict, data: dict, eval_dirs: dict, out: Path) -> dict:
     records = read_records_csv(results_csv)
     return {"results_csv": str(results_csv), "leaderboard": str(board),
             "records": [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in records],
-            "chance": card["chance_level"]}
+            "chance": card["chance_level"], "test_counts": card["counts"]["test"]}
 
 
 def _accuracy_rows(report: dict) -> list[dict[str, Any]]:
@@ -297,7 +322,8 @@ def _accuracy_rows(report: dict) -> list[dict[str, Any]]:
         rows.append({"model": record["model"], "toolkit": record["toolkit"], "benchmark": record["benchmark"],
                      "accuracy": float(record["value"]), "chance_uniform": 100 * report["chance"][kind]["uniform"],
                      "chance_majority": 100 * report["chance"][kind]["majority"],
-                     "chance_question_prior": 100 * report["chance"][kind]["question_prior"]})
+                     "chance_question_prior": 100 * report["chance"][kind]["question_prior"],
+                     "n_items": report["test_counts"][kind]})
     return sorted(rows, key=lambda r: (r["toolkit"], r["benchmark"], r["model"]))
 
 
@@ -307,21 +333,41 @@ def _chance_bar(row: dict[str, Any]) -> float:
     return max(row["chance_uniform"], row["chance_majority"], row["chance_question_prior"])
 
 
-def _chance_finding(rows: list[dict[str, Any]]) -> str:
-    """Which (model, benchmark) accuracies beat :func:`_chance_bar`; says so when none does.
+def _chance_p_value(row: dict[str, Any]) -> float:
+    """One-sided binomial p-value of ``row``'s accuracy against :func:`_chance_bar`: the chance that
+    a guesser right with probability ``bar`` gets at least as many of the ``n_items`` right."""
+    n, bar = row["n_items"], _chance_bar(row) / 100
+    right = round(row["accuracy"] / 100 * n)
+    return sum(math.comb(n, k) * bar**k * (1 - bar) ** (n - k) for k in range(right, n + 1))
 
-    Differences between models that all sit at chance measure answer priors, not the modules: the
-    report has to say which case it is in.
+
+def _chance_finding(rows: list[dict[str, Any]]) -> str:
+    """Which (model, benchmark) accuracies are clearly above :func:`_chance_bar`; says so when none is.
+
+    "Clearly" = a one-sided binomial test at :data:`ABOVE_CHANCE_ALPHA` over the held-out items: on
+    60 items a few points above the bar is one or two lucky answers. Differences between models
+    that all sit at chance measure answer priors, not the modules: the report has to say which case
+    it is in.
     """
-    above = [f"{r['model']} on {r['benchmark']} ({r['accuracy']:.1f} vs {_chance_bar(r):.1f})"
-             for r in rows if r["accuracy"] > _chance_bar(r)]
-    if not above:
-        return ("- No model beats chance on any benchmark (the highest of: a uniform guess, the most common "
-                "answer, the best answer per question category): the models have not learned to read the "
-                "images, so the differences above are differences in answer priors, not effects of TG-FOM or "
-                "TG-DP.")
-    return ("- Above chance (the highest of: a uniform guess, the most common answer, the best answer per "
-            "question category): " + "; ".join(above) + ".")
+    bar_text = ("the highest of: a uniform guess, the most common answer, the best answer per question category; "
+                f"one-sided binomial test, p < {ABOVE_CHANCE_ALPHA}")
+    above, noise = [], []
+    for r in rows:
+        if r["accuracy"] <= _chance_bar(r):
+            continue
+        p_value = _chance_p_value(r)
+        text = f"{r['model']} on {r['benchmark']} ({r['accuracy']:.1f} vs {_chance_bar(r):.1f}, p = {p_value:.2g})"
+        (above if p_value < ABOVE_CHANCE_ALPHA else noise).append(text)
+    lines = []
+    if above:
+        lines.append(f"- Clearly above chance ({bar_text}): " + "; ".join(above) + ".")
+    else:
+        lines.append(f"- No model is clearly above chance on any benchmark ({bar_text}): the models have not "
+                     "learned to read the images, so the differences above are differences in answer priors, "
+                     "not effects of TG-FOM or TG-DP.")
+    if noise:
+        lines.append("- Above the chance bar but within noise: " + "; ".join(noise) + ".")
+    return "\n".join(lines)
 
 
 def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
@@ -355,7 +401,11 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
                 findings.append(f"- {switches} ({how}): mean Δ {mean:+.1f} points over {len(deltas)} benchmarks, "
                                 f"{verdict} the full model.")
     findings.append(_chance_finding(vlm))
+    sizes = sorted({r["n_items"] for r in vlm})
+    item_points = ", ".join(f"{100 / n:.1f}" for n in sizes)
     lines += ["", "## Findings", "", *findings, "",
+              f"Held-out items per benchmark: {', '.join(map(str, sizes))}, so one answer is {item_points} "
+              "accuracy points: deltas of a few points are a few answers.",
               "Δ = row − full TG model, accuracy points. Inference-time switches reuse the trained TG weights "
               "with a module turned off (TG-DP off also removes its detail tokens from the LLM input), so they "
               "measure how much the trained model relies on that module, not what training without it gives.",
@@ -387,8 +437,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
 
     data_fp = _fingerprint(settings, "seed", "n_stage1", "n_stage2", "n_test", "image_size")
     data = phases.run("data", data_fp, make_data)
-    train_fp = data_fp + _fingerprint(settings, "pretrain_steps", "finetune_steps", "batch_size", "pretrain_lr",
-                                      "finetune_lr")
+    train_fp = data_fp + _fingerprint(settings, "pretrain_steps", "finetune_steps", "batch_size",
+                                      "gradient_accumulation_steps", "pretrain_lr", "finetune_lr")
     trained = phases.run("train", train_fp, lambda: _train(settings, data, out))
     ablations = phases.run("ablate", train_fp, lambda: _ablate(trained, out))
     all_models = {**trained, **ablations}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tg_llava_eval.demo import _ablation_markdown
+from tg_llava_eval.demo import _ablation_markdown, _chance_p_value
 
 
-def row(model: str, benchmark: str, accuracy: float, prior: float = 40.0) -> dict:
+def row(model: str, benchmark: str, accuracy: float, prior: float = 40.0, n_items: int = 100) -> dict:
     return {"model": model, "toolkit": "vlmevalkit", "benchmark": benchmark, "accuracy": accuracy,
-            "chance_uniform": 25.0, "chance_majority": 30.0, "chance_question_prior": prior}
+            "chance_uniform": 25.0, "chance_majority": 30.0, "chance_question_prior": prior, "n_items": n_items}
 
 
 def test_models_at_chance_are_reported_as_such():
@@ -16,14 +16,22 @@ def test_models_at_chance_are_reported_as_such():
     assert "| LLaVA-1.5-tiny | both off (LLaVA-1.5) | trained as such, same data and steps | 38.0 | +8.0 |" in report
     assert "mean Δ +8.0 points over 1 benchmarks, higher than the full model" in report
     # 38 beats uniform (25) and majority (30) but not the per-category prior (40): still chance.
-    assert "- No model beats chance on any benchmark" in report
-    assert "Above chance" not in report
+    assert "- No model is clearly above chance on any benchmark" in report
+    assert "above chance (" not in report and "within noise" not in report
+    assert "Held-out items per benchmark: 100, so one answer is 1.0 accuracy points" in report
 
 
-def test_models_above_chance_are_named_with_the_bar():
+def test_models_above_chance_are_named_with_the_bar_and_the_test():
     rows = [row("TG-LLaVA-tiny", "Synth-MCQ", 61.0), row("LLaVA-1.5-tiny", "Synth-MCQ", 38.0, prior=35.0)]
     report = _ablation_markdown(rows, {})
-    assert ("- Above chance (the highest of: a uniform guess, the most common answer, the best answer per "
-            "question category): TG-LLaVA-tiny on Synth-MCQ (61.0 vs 40.0); LLaVA-1.5-tiny on Synth-MCQ "
-            "(38.0 vs 35.0).") in report
-    assert "No model beats chance" not in report
+    # 61 of 100 at p = 0.40: P(X >= 61) ~ 1.8e-5; 38 of 100 at p = 0.35: P(X >= 38) ~ 0.30.
+    assert ("- Clearly above chance (the highest of: a uniform guess, the most common answer, the best answer "
+            "per question category; one-sided binomial test, p < 0.05): TG-LLaVA-tiny on Synth-MCQ "
+            "(61.0 vs 40.0, p = 1.8e-05).") in report
+    assert "- Above the chance bar but within noise: LLaVA-1.5-tiny on Synth-MCQ (38.0 vs 35.0, p = 0.3)." in report
+    assert "No model is clearly above chance" not in report
+
+
+def test_binomial_p_value_matches_a_hand_computed_case():
+    # 3 of 4 right when chance is 1/2: P(X >= 3) = (4 + 1) / 16.
+    assert _chance_p_value(row("m", "b", 75.0, prior=50.0, n_items=4) | {"chance_majority": 50.0}) == 5 / 16
