@@ -397,7 +397,10 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
                       if (model, b) in value and ("TG-LLaVA-tiny", b) in value]
             if deltas:
                 mean = sum(deltas) / len(deltas)
-                verdict = "lower than" if mean < -1 else "higher than" if mean > 1 else "within 1 point of"
+                # Less than one answer's worth of accuracy is not a difference.
+                one_answer = 100 / min(r["n_items"] for r in vlm)
+                verdict = ("lower than" if mean < -one_answer else "higher than" if mean > one_answer
+                           else "within one answer of")
                 findings.append(f"- {switches} ({how}): mean Δ {mean:+.1f} points over {len(deltas)} benchmarks, "
                                 f"{verdict} the full model.")
     findings.append(_chance_finding(vlm))

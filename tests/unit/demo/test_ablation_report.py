@@ -35,3 +35,12 @@ def test_models_above_chance_are_named_with_the_bar_and_the_test():
 def test_binomial_p_value_matches_a_hand_computed_case():
     # 3 of 4 right when chance is 1/2: P(X >= 3) = (4 + 1) / 16.
     assert _chance_p_value(row("m", "b", 75.0, prior=50.0, n_items=4) | {"chance_majority": 50.0}) == 5 / 16
+
+
+def test_deltas_smaller_than_one_answer_are_not_differences():
+    # 60 items: one answer = 1.7 points, so a mean delta of -1.1 is "within one answer".
+    rows = [row("TG-LLaVA-tiny", "Synth-MCQ", 31.7, n_items=60), row("TG-LLaVA-tiny-noFOM-inference", "Synth-MCQ", 30.6, n_items=60),
+            row("LLaVA-1.5-tiny", "Synth-MCQ", 28.3, n_items=60)]
+    report = _ablation_markdown(rows, {})
+    assert "- TG-FOM off (inference-time switch of the trained TG model): mean Δ -1.1 points over 1 benchmarks, within one answer of the full model." in report
+    assert "- both off (LLaVA-1.5) (trained as such, same data and steps): mean Δ -3.4 points over 1 benchmarks, lower than the full model." in report
