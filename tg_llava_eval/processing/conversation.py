@@ -31,7 +31,7 @@ The ``<image>`` marker rules of the official data pipeline also live here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..errors import TGLlavaConfigError, TGLlavaInputError
@@ -275,22 +275,12 @@ TEMPLATES: dict[str, ConversationTemplate] = {
         answer_suffix="<|im_end|>",
         stop_text="<|im_end|>",
     ),
-    # Not official: qwen_2 without the system turn, for the tiny presets. The official system
-    # text is 24 of the ~80 tokens of a one-question tiny training sample (tiny BPE, 24 image tokens)
-    # and slows a randomly initialised LLM's learning to read the image by about half
-    # (docs/demo.md). Same tokenizer family and stop token as qwen_2.
-    "qwen_2_bare": ConversationTemplate(
-        name="qwen_2_bare",
-        system_text="",
-        system_suffix="",
-        user_prefix="<|im_start|>user\n",
-        user_suffix="<|im_end|>",
-        assistant_prefix="<|im_start|>assistant\n",
-        answer_prefix="",
-        answer_suffix="<|im_end|>",
-        stop_text="<|im_end|>",
-    ),
 }
+# Not official: qwen_2 without the system turn, for the tiny presets. The official system text is
+# 24 of the ~80 tokens of a one-question tiny training sample (tiny BPE, 24 image tokens) and slows
+# a randomly initialised LLM's learning to read the image by about half (docs/demo.md). Same
+# tokenizer family and stop token as qwen_2.
+TEMPLATES["qwen_2_bare"] = replace(TEMPLATES["qwen_2"], name="qwen_2_bare", system_text="", system_suffix="")
 #: Other names of the same templates (the official ``conv_templates['v1']`` is ``vicuna_v1``).
 TEMPLATE_ALIASES = {"v1": "vicuna_v1"}
 
