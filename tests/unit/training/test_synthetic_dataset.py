@@ -122,6 +122,9 @@ def test_questions_need_the_location(dataset):
     assert len(ambiguous_elsewhere) >= 0.8 * len(located)
     yorn = [r for r in rows if r["kind"] == "yorn"]
     assert collections.Counter(r["answer"] for r in yorn) == {"Yes": 12, "No": 12}
+    for category in KIND_CATEGORIES["yorn"]:
+        answers = collections.Counter(r["answer"] for r in yorn if r["category"] == category)
+        assert abs(answers["Yes"] - answers["No"]) <= 1, (category, answers)
     hard = 0
     for r in yorn:
         if r["category"] == "exists_in_region" and r["answer"] == "No":
