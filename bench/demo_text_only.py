@@ -39,8 +39,8 @@ import torch
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
 from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
-from tg_llava_eval.processing import get_template
-from tg_llava_eval.processing.conversation import USER, Message
+from tg_llava_eval.processing import IGNORE_INDEX, get_template, tokenize_segments
+from tg_llava_eval.processing.conversation import ASSISTANT, USER, Message
 from tg_llava_eval.training.recipe import get_recipe
 from tg_llava_eval.training.synthetic_questions import (
     KIND_CATEGORIES,
@@ -62,31 +62,28 @@ GRID = 2
 HELD_OUT_SEED_OFFSET = 1_000_000
 
 
-def described_sample(rng: random.Random, template) -> tuple[str, str, str]:
-    """``(kind/category, prompt, answer)``: a scene written out, then one question about it."""
+def described_sample(rng: random.Random, template) -> tuple[str, list]:
+    """``(kind/category, segments)``: a scene written out, one question about it and its answer,
+    rendered by ``template`` into the segments training tokenises."""
     kind = rng.choice(sorted(KIND_CATEGORIES))
     category = rng.choice(KIND_CATEGORIES[kind])
     single = category in SINGLE_SHAPE_CATEGORIES
     scene = sample_scene(rng, grid=GRID, min_shapes=1, max_shapes=1 if single else None)
     question = make_question(scene, rng, kind=kind, category=category)
-    prompt = template.render([Message(USER, f"{scene.caption()}\n{instruction_text(question)}")],
-                             add_generation_prompt=True)
-    return f"{kind}/{category}", prompt, question.answer + template.stop_text
+    messages = [Message(USER, f"{scene.caption()}\n{instruction_text(question)}"), Message(ASSISTANT, question.answer)]
+    return f"{kind}/{category}", template.segments(messages, add_generation_prompt=False)
 
 
 def encode(tokenizer, samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """Right-padded ``input_ids``, ``labels`` (answers only), ``attention_mask`` and prompt lengths."""
-    rows = []
-    for _, prompt, answer in samples:
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        rows.append((prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids, len(prompt_ids)))
-    width = max(len(ids) for ids, _, _ in rows)
+    """Right-padded ``input_ids``, ``labels`` (answer + end of turn, the training tokenisation),
+    ``attention_mask``, and each sample's first answer position."""
+    rows = [tokenize_segments(tokenizer, segments) for _, segments in samples]
+    width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab, _ in rows])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in rows])
-    return input_ids, labels, mask, [n for _, _, n in rows]
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in rows])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    return input_ids, labels, mask, [next(i for i, label in enumerate(lab) if label != IGNORE_INDEX) for _, lab in rows]
 
 
 @torch.no_grad()
@@ -96,9 +93,9 @@ def evaluate(model, tokenizer, held_out) -> tuple[dict[str, float], dict[str, fl
     right: dict[str, list[bool]] = collections.defaultdict(list)
     for start in range(0, len(held_out), EVAL_BATCH):
         chunk = held_out[start:start + EVAL_BATCH]
-        input_ids, _, mask, prompt_lengths = encode(tokenizer, chunk)
+        input_ids, _, mask, answer_starts = encode(tokenizer, chunk)
         logits = model(input_ids=input_ids, attention_mask=mask).logits
-        for row, ((name, _, _), n) in enumerate(zip(chunk, prompt_lengths)):
+        for row, ((name, _), n) in enumerate(zip(chunk, answer_starts)):
             right[name].append(int(logits[row, n - 1].argmax()) == int(input_ids[row, n]))
     model.train()
     kinds: dict[str, list[bool]] = collections.defaultdict(list)
