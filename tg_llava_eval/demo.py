@@ -23,6 +23,7 @@ Everything is seeded: two runs give the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ class DemoSettings:
         image_size: Side of the synthetic images (the tiny vision tower's input size).
         pretrain_steps, finetune_steps: Optimiser steps per stage.
         batch_size: Per-device batch.
-        gradient_accumulation_steps: Micro-batches per optimiser step in both stages (the
-            recipes' value, 2, by default).
+        gradient_accumulation_steps: Micro-batches per optimiser step in both stages; ``None``
+            keeps each stage recipe's own value.
         pretrain_lr, finetune_lr: Learning rates (the paper's 1e-3 / 2e-5 are for pretrained LLMs;
             the tiny LLM learns from scratch, so stage 2 uses a larger rate).
         lmms_batch_size: lmms-eval ``--batch_size``.
@@ -81,7 +82,7 @@ class DemoSettings:
     pretrain_steps: int = 30
     finetune_steps: int = 300
     batch_size: int = 16
-    gradient_accumulation_steps: int = 2
+    gradient_accumulation_steps: Optional[int] = None
     pretrain_lr: float = 1e-3
     finetune_lr: float = 2e-3
     lmms_batch_size: int = 8
@@ -106,15 +107,22 @@ class DemoResult:
     summary_path: Path
 
 
-def _code_versions() -> dict[str, Any]:
-    """What besides the settings decides every phase: the data generator's version and the
-    trained presets' configs (sizes, template), so that a demo folder made by an older version of
-    the package is redone, not reused."""
-    from .training.synthetic import GENERATOR_VERSION
+@functools.cache
+def _preset_configs() -> str:
+    """The trained presets' configs (sizes, template) as JSON, built once per process."""
     from .variants import get_variant
 
     presets = {name: get_variant(name).config().to_dict() for name in sorted(TRAINED.values())}
-    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": presets}
+    return json.dumps(presets, sort_keys=True, default=str)
+
+
+def _code_versions() -> dict[str, Any]:
+    """What besides the settings decides every phase: the stored format, the data generator's
+    version and the trained presets' configs, so that a demo folder made by an older version of
+    the package is redone, not reused."""
+    from .training.synthetic import GENERATOR_VERSION
+
+    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": _preset_configs()}
 
 
 def _fingerprint(settings: DemoSettings, *fields: str) -> str:
@@ -134,7 +142,13 @@ class _Phases:
         self.reused: list[str] = []
         self.progress = progress
 
-    def run(self, name: str, fingerprint: str, fn: Callable[[], Any]) -> Any:
+    def run(self, name: str, fingerprint: str, fn: Callable[[], Any], outputs: tuple[Path, ...] = ()) -> Any:
+        """``fn()``'s result, or the stored one when the marker has ``fingerprint``.
+
+        ``outputs`` are the folders the phase writes: a redone phase starts without them, so its
+        results never mix with an older run's files (the trainer would reuse an older initial
+        checkpoint, the toolkits' output folders would keep older result files).
+        """
         marker = self.dir / f"{name}.json"
         if not self.fresh and marker.exists():
             saved = json.loads(marker.read_text())
@@ -143,6 +157,8 @@ class _Phases:
                 self.seconds[name] = 0.0
                 self.progress(f"{name}: reused (finished earlier)")
                 return saved.get("result")
+        for folder in outputs:
+            shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
         result = fn()
         self.seconds[name] = time.perf_counter() - start
@@ -185,8 +201,9 @@ def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir:
     """
     common = ["--no-deepspeed", "--per_device_train_batch_size", str(settings.batch_size), "--seed", str(settings.seed),
               "--logging_steps", "10", "--save_strategy", "no", "--report_to", "none",
-              "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false",
-              "--gradient_accumulation_steps", str(settings.gradient_accumulation_steps)]
+              "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false"]
+    if settings.gradient_accumulation_steps is not None:
+        common += ["--gradient_accumulation_steps", str(settings.gradient_accumulation_steps)]
     train = [sys.executable, "-m", "tg_llava_eval.cli", "train"]
     stage1, stage2 = model_dir / "stage1", model_dir / "stage2"
     return [
@@ -209,8 +226,6 @@ def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
 
     def train_one(variant: str) -> dict:
         model_dir = out / "models" / variant
-        # A redone phase starts from nothing: the trainer would reuse an older initial checkpoint.
-        shutil.rmtree(model_dir, ignore_errors=True)
         for stage, cmd in zip(("stage1", "stage2"), _stage_commands(settings, data, variant, model_dir)):
             _run(cmd, out / "logs" / f"train_{variant}_{stage}.log", env={"OMP_NUM_THREADS": "1"})
         return json.loads((model_dir / "stage2" / REPORT_NAME).read_text())
@@ -229,7 +244,6 @@ def _ablate(trained: dict, out: Path) -> dict:
     from .create import switch_checkpoint
 
     source = trained["TG-LLaVA-tiny"]["checkpoint"]
-    shutil.rmtree(out / "models" / "inference-ablations", ignore_errors=True)
     made = {}
     for name, (variant, fom, dp) in INFERENCE_ABLATIONS.items():
         target = out / "models" / "inference-ablations" / variant
@@ -250,7 +264,6 @@ def _vlmevalkit(models: dict, data: dict, out: Path) -> str:
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2))
     work_dir = out / "eval" / "vlmevalkit"
-    shutil.rmtree(work_dir, ignore_errors=True)  # a redone phase must not mix with an older run's files
     _run([sys.executable, str(REPO_ROOT / "run.py"), "--config", str(config_path), "--work-dir", str(work_dir),
           "--judge", "exact_matching"], out / "logs" / "vlmevalkit.log", env={"LMUData": data["lmudata_dir"]})
     return str(work_dir)
@@ -259,7 +272,6 @@ def _vlmevalkit(models: dict, data: dict, out: Path) -> str:
 def _lmms_eval(models: dict, data: dict, out: Path, batch_size: int) -> str:
     """Every model through the real lmms-eval CLI, one process per model, side by side."""
     output = out / "eval" / "lmms_eval"
-    shutil.rmtree(output, ignore_errors=True)  # a redone phase must not mix with an older run's files
     tasks = ",".join(data["lmms_tasks"].values())
 
     def evaluate(name: str) -> None:
@@ -383,6 +395,9 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
              "| model | switches | how | " + " | ".join(f"{b} | Δ" for b in benchmarks) + " |",
              "|---|---|---|" + "---:|---:|" * len(benchmarks)]
     findings = []
+    sizes = sorted({r["n_items"] for r in vlm})
+    # Less than one answer's worth of accuracy is not a difference.
+    one_answer = 100 / sizes[0] if sizes else 0.0
     for model, switches, how in order:
         cells = []
         for b in benchmarks:
@@ -397,14 +412,11 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
                       if (model, b) in value and ("TG-LLaVA-tiny", b) in value]
             if deltas:
                 mean = sum(deltas) / len(deltas)
-                # Less than one answer's worth of accuracy is not a difference.
-                one_answer = 100 / min(r["n_items"] for r in vlm)
                 verdict = ("lower than" if mean < -one_answer else "higher than" if mean > one_answer
                            else "within one answer of")
                 findings.append(f"- {switches} ({how}): mean Δ {mean:+.1f} points over {len(deltas)} benchmarks, "
                                 f"{verdict} the full model.")
     findings.append(_chance_finding(vlm))
-    sizes = sorted({r["n_items"] for r in vlm})
     item_points = ", ".join(f"{100 / n:.1f}" for n in sizes)
     lines += ["", "## Findings", "", *findings, "",
               f"Held-out items per benchmark: {', '.join(map(str, sizes))}, so one answer is {item_points} "
@@ -442,12 +454,16 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
     data = phases.run("data", data_fp, make_data)
     train_fp = data_fp + _fingerprint(settings, "pretrain_steps", "finetune_steps", "batch_size",
                                       "gradient_accumulation_steps", "pretrain_lr", "finetune_lr")
-    trained = phases.run("train", train_fp, lambda: _train(settings, data, out))
-    ablations = phases.run("ablate", train_fp, lambda: _ablate(trained, out))
+    trained = phases.run("train", train_fp, lambda: _train(settings, data, out),
+                         outputs=tuple(out / "models" / variant for variant in TRAINED.values()))
+    ablations = phases.run("ablate", train_fp, lambda: _ablate(trained, out),
+                           outputs=(out / "models" / "inference-ablations",))
     all_models = {**trained, **ablations}
-    vlm_dir = phases.run("vlmevalkit", train_fp, lambda: _vlmevalkit(all_models, data, out))
+    vlm_dir = phases.run("vlmevalkit", train_fp, lambda: _vlmevalkit(all_models, data, out),
+                         outputs=(out / "eval" / "vlmevalkit",))
     lmms_dir = phases.run("lmms-eval", train_fp + str(settings.lmms_batch_size),
-                          lambda: _lmms_eval(trained, data, out, settings.lmms_batch_size))
+                          lambda: _lmms_eval(trained, data, out, settings.lmms_batch_size),
+                          outputs=(out / "eval" / "lmms_eval",))
     report = phases.run("report", train_fp + str(settings.lmms_batch_size),
                         lambda: _report(all_models, data, {"vlmevalkit": vlm_dir, "lmms_eval": lmms_dir}, out))
 

@@ -54,6 +54,10 @@ def test_stage_commands_use_the_real_train_cli_with_the_settings(tmp_path: Path)
     for cmd in (pretrain, finetune):
         assert "--no-deepspeed" in cmd and flag(cmd, "--gradient_checkpointing") == "false"
         assert flag(cmd, "--per_device_train_batch_size") == "4" and flag(cmd, "--variant") == "tiny"
+        # The recipes' own accumulation unless the settings name one.
+        assert "--gradient_accumulation_steps" not in cmd
+    accumulated = _stage_commands(dataclasses.replace(settings, gradient_accumulation_steps=1), data, "tiny", tmp_path)
+    assert all(flag(cmd, "--gradient_accumulation_steps") == "1" for cmd in accumulated)
 
 
 def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):
@@ -69,3 +73,17 @@ def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):
     assert newer != fingerprint
     assert phases.run("data", newer, lambda: calls.append(3) or {"n": 3}) == {"n": 3}
     assert calls == [1, 3] and phases.reused == ["data"]
+
+
+def test_a_redone_phase_starts_without_its_old_outputs(tmp_path: Path):
+    from tg_llava_eval import demo
+
+    folder = tmp_path / "models" / "tiny"
+    (folder / "initial_checkpoint").mkdir(parents=True)
+    phases = demo._Phases(tmp_path, fresh=False, progress=lambda message: None)
+    seen = phases.run("train", "fp-1", lambda: sorted(p.name for p in tmp_path.rglob("*")), outputs=(folder,))
+    assert "initial_checkpoint" not in seen and "tiny" not in seen
+    folder.mkdir(parents=True)
+    (folder / "kept").touch()
+    assert phases.run("train", "fp-1", lambda: "redone", outputs=(folder,)) == seen  # reused: nothing removed
+    assert (folder / "kept").exists()
