@@ -94,6 +94,8 @@ VOCAB_PAD_MULTIPLE = 64
 def padded_vocab_size(rows: int) -> int:
     """``rows`` rounded up to a multiple of :data:`VOCAB_PAD_MULTIPLE` (LLM embedding size)."""
     return -(-rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
+
+
 #: Keys of a full ``CLIPModel`` checkpoint that TG-LLaVA never computes: the contrastive heads.
 #: The vision side reads hidden states and the guide the un-projected ``pooler_output``.
 CLIP_CONTRASTIVE_KEYS = ("visual_projection.weight", "text_projection.weight", "logit_scale")
