@@ -361,18 +361,36 @@ class TGLLaVA(BaseModel):
         self.model_path = None
         self.variant = None
         self._pending_failures: dict[str, str] = {}
+        self._dataset_types: dict[str, str] = {}
         self._calls: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
 
     # ----------------------------------------------------------------------------------------------
     # Prompt hooks (VLMEvalKit calls them per row): exactly LLaVA-1.5's.
     # ----------------------------------------------------------------------------------------------
+    def set_dump_image(self, dump_image_func: Any) -> None:
+        """VLMEvalKit hands over each dataset's ``dump_image`` before inferring it; the dataset object
+        that owns it tells the dataset's type (``TYPE``), which :meth:`use_custom_prompt` prefers to
+        the name (a local Y/N set run through ``--config`` with ``ImageYORNDataset`` has a name that
+        ``DATASET_TYPE`` cannot place, and would otherwise get the MCQ prompt path)."""
+        super().set_dump_image(dump_image_func)
+        owner = getattr(dump_image_func, "__self__", None)
+        name, kind = getattr(owner, "dataset_name", None), getattr(owner, "TYPE", None)
+        if isinstance(name, str) and isinstance(kind, str):
+            self._dataset_types[name] = kind
+
     def use_custom_prompt(self, dataset: str) -> bool:
-        """True for datasets VLMEvalKit types ``MCQ`` (LLaVA-1.5's rule), so ``build_prompt`` runs.
+        """True for MCQ datasets (LLaVA-1.5's rule), so ``build_prompt`` runs.
+
+        The type is the dataset object's ``TYPE`` when VLMEvalKit has handed that dataset over
+        (:meth:`set_dump_image`), else ``DATASET_TYPE(name)`` as in LLaVA-1.5's wrapper; the two
+        agree on every dataset VLMEvalKit knows by name.
 
         Args:
             dataset: The dataset name VLMEvalKit passes (``--data`` value or config key).
         """
+        if dataset in self._dataset_types:
+            return self._dataset_types[dataset] == "MCQ"
         return LLaVA.use_custom_prompt(self, dataset)
 
     def build_prompt(self, line: pd.Series, dataset: str | None = None) -> list[dict[str, str]]:

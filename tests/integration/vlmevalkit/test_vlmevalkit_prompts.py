@@ -281,3 +281,22 @@ def test_variant_recognised_or_refused(tmp_path):
     assert (manifest["variant"], manifest["llm"]) == ("tiny", "tiny-Qwen2")
     with pytest.raises(TGLlavaConfigError, match="no config.json"):
         wrapper.checkpoint_manifest("tg_llava", tmp_path / "empty", None)
+
+
+def test_a_local_yorn_set_gets_the_dataset_prompt_not_the_mcq_path(ours, llava, tmp_path, monkeypatch):
+    """``DATASET_TYPE`` cannot place a local set's name (it defaults to MCQ), so LLaVA-1.5's name rule
+    would send a ``--config`` Y/N set (``ImageYORNDataset``) down the MCQ prompt path and append
+    "Answer the question directly." to every yes/no question. The dataset object VLMEvalKit hands
+    over (``set_dump_image``) knows its type; we follow it."""
+    from vlmeval.dataset import ImageMCQDataset, ImageYORNDataset
+
+    from tg_llava_eval.training.synthetic import generate_synthetic_dataset
+
+    data = generate_synthetic_dataset(tmp_path / "synth", seed=2, n_train_stage1=1, n_train_stage2=1, n_test=2,
+                                      image_size=56)
+    monkeypatch.setenv("LMUData", str(data.lmudata_dir))
+    yorn, mcq = ImageYORNDataset(data.vlmeval_datasets["yorn"]), ImageMCQDataset(data.vlmeval_datasets["mcq"])
+    assert llava.use_custom_prompt(yorn.dataset_name) is True  # the name rule's default
+    for dataset, custom in ((yorn, False), (mcq, True)):
+        ours.set_dump_image(dataset.dump_image)
+        assert ours.use_custom_prompt(dataset.dataset_name) is custom
