@@ -4,11 +4,12 @@
 benchmark measures how far a schedule gets, without the toolkits in the loop, so that schedules
 and model settings can be compared quickly (docs/demo.md records what was measured).
 
-What runs: the stage-2 recipe's trainable groups (projector, TG modules, LLM) of a fresh
-random-init ``tiny`` / ``tiny-baseline`` checkpoint, trained on the synthetic stage-2 rows with the
+What runs: a ``tiny`` / ``tiny-baseline`` checkpoint — random-init, or assembled from pretrained
+parts with ``--components DIR`` (``DIR/clip`` + ``DIR/llm``, as ``make demo`` assembles them) —
+optionally ``--stage1-steps`` of stage 1 (the pretrain recipe's groups on the caption rows), then
+the stage-2 recipe's trainable groups (projector, TG modules, LLM) on the stage-2 rows, with the
 package's own dataset, collator and processor, AdamW + the recipe's cosine schedule with warmup,
-gradient clipping at 1.0 (the Trainer's default). Stage 1 is skipped: it trains the adapters
-against a frozen *random* LLM, which teaches the tiny models nothing they need here.
+gradient clipping at 1.0 (the Trainer's default).
 
 Every ``--eval-every`` steps the held-out questions of the lmms-eval task folders (the same items
 as the VLMEvalKit TSVs) are scored teacher-forced: an item counts as right when the argmax at the
@@ -19,6 +20,7 @@ Usage::
 
     python bench/demo_learning.py [--variant tiny --variant tiny-baseline] [--steps 1500]
         [--eval-every 250] [--batch 16] [--lr 2e-3] [--stage2-rows 12000] [--data DIR] [--threads 1]
+        [--components DIR --stage1-steps 200 --stage1-lr 1e-3] [--device cuda]
 
 Output::
 
@@ -40,7 +42,7 @@ from pathlib import Path
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from tg_llava_eval.create import create_checkpoint
+from tg_llava_eval.create import assemble_checkpoint, create_checkpoint
 from tg_llava_eval.demo import DemoSettings
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.processing import TGLlavaProcessor
@@ -104,47 +106,78 @@ def evaluate(model, batches) -> dict[str, float]:
     return {"overall": round(100 * sum(every) / len(every), 1), **accuracy}
 
 
-def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
-    """Train one fresh model for ``args.steps`` steps; evaluate every ``args.eval_every``."""
+def train_steps(model, dataset, collator, *, groups, steps: int, lr: float, args, device,
+                evaluate_at=None) -> list[dict]:
+    """``steps`` optimiser steps of ``groups`` on ``dataset`` (batches of ``args.batch``, the recipe
+    schedule); ``evaluate_at(step)`` returns a curve point or ``None``."""
     recipe = get_recipe("finetune")
-    checkpoint = create_checkpoint(variant, workdir / f"init-{variant}", seed=args.seed)
-    processor = TGLlavaProcessor.from_pretrained(checkpoint)
-    model = TGLlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
-    apply_stage_groups(model, recipe.trainable_groups)
-    dataset = LazySupervisedDataset(data.stage2_json, data.image_dir, processor, max_length=recipe.model_max_length)
-    collator = TrainingCollator(processor)
-    batches = held_out_batches(held_out_items(data), processor, collator)
+    apply_stage_groups(model, groups)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=recipe.weight_decay)
     # The schedule the Trainer builds for the recipe's lr_scheduler_type="cosine" + warmup_ratio.
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(recipe.warmup_ratio * args.steps), args.steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(recipe.warmup_ratio * steps), steps)
     generator = torch.Generator().manual_seed(args.seed)
     order: list[int] = []
     losses: list[float] = []
     curve = []
     start = time.perf_counter()
     model.train()
-    for step in range(1, args.steps + 1):
+    for step in range(1, steps + 1):
         if len(order) < args.batch:
             order += torch.randperm(len(dataset), generator=generator).tolist()
         indices, order = order[:args.batch], order[args.batch:]
         batch = collator([dataset[i] for i in indices])
         batch.pop("skipped_rows")
-        loss = model(**batch).loss
+        loss = model(**_to(batch, device)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-        if step % args.eval_every == 0 or step == args.steps:
-            accuracy = evaluate(model, batches)
+        point = evaluate_at(step) if evaluate_at is not None else None
+        if point is not None:
             window = losses[-LOSS_WINDOW:]
             curve.append({"step": step, "loss": round(sum(window) / len(window), 4),
-                          "seconds": round(time.perf_counter() - start, 1), "overall": accuracy.pop("overall"),
-                          "accuracy": accuracy})
-            logger.info("%s step %d: %s", variant, step, curve[-1])
+                          "seconds": round(time.perf_counter() - start, 1), **point})
+            logger.info("step %d: %s", step, curve[-1])
     return curve
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
+    """Train one model for ``args.steps`` stage-2 steps (after ``args.stage1_steps`` of stage 1);
+    evaluate every ``args.eval_every``."""
+    recipe = get_recipe("finetune")
+    device = torch.device(args.device)
+    if args.components:
+        checkpoint = assemble_checkpoint(variant, workdir / f"init-{variant}", vision=args.components / "clip",
+                                         llm=args.components / "llm", seed=args.seed)
+    else:
+        checkpoint = create_checkpoint(variant, workdir / f"init-{variant}", seed=args.seed)
+    processor = TGLlavaProcessor.from_pretrained(checkpoint)
+    model = TGLlavaForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).to(device)
+    collator = TrainingCollator(processor)
+    if args.stage1_steps:
+        captions = LazySupervisedDataset(data.stage1_json, data.image_dir, processor,
+                                         max_length=recipe.model_max_length)
+        train_steps(model, captions, collator, groups=get_recipe("pretrain").trainable_groups,
+                    steps=args.stage1_steps, lr=args.stage1_lr, args=args, device=device)
+    dataset = LazySupervisedDataset(data.stage2_json, data.image_dir, processor, max_length=recipe.model_max_length)
+    batches = [(names, _to(batch, device), labels.to(device))
+               for names, batch, labels in held_out_batches(held_out_items(data), processor, collator)]
+
+    def evaluate_at(step: int):
+        if step % args.eval_every and step != args.steps:
+            return None
+        accuracy = evaluate(model, batches)
+        return {"overall": accuracy.pop("overall"), "accuracy": accuracy}
+
+    return train_steps(model, dataset, collator, groups=recipe.trainable_groups, steps=args.steps, lr=args.lr,
+                       args=args, device=device, evaluate_at=evaluate_at)
 
 
 def main() -> None:
@@ -159,18 +192,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data", type=Path, help="folder to write the synthetic dataset to (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--components", type=Path, help="assemble the models from DIR/clip and DIR/llm "
+                        "(pretrained parts, as make demo does) instead of random weights")
+    parser.add_argument("--stage1-steps", type=int, default=0, help="stage-1 steps before stage 2 (default: none)")
+    parser.add_argument("--stage1-lr", type=float, default=defaults.pretrain_lr)
+    parser.add_argument("--stage1-rows", type=int, default=defaults.n_stage1)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         data = generate_synthetic_dataset(
-            args.data or workdir / "data", seed=defaults.seed, n_train_stage1=defaults.n_stage1,
+            args.data or workdir / "data", seed=defaults.seed, n_train_stage1=args.stage1_rows,
             n_train_stage2=args.stage2_rows, n_test=defaults.n_test, image_size=defaults.image_size, overwrite=True,
         )
         curves = {variant: learning_curve(variant, data, workdir, args)
                   for variant in (args.variant or ["tiny", "tiny-baseline"])}
-    print(json.dumps({"benchmark": "demo_learning", "device": "cpu", "threads": args.threads, "steps": args.steps,
+    print(json.dumps({"benchmark": "demo_learning", "device": args.device, "threads": args.threads,
+                      "components": str(args.components) if args.components else None,
+                      "stage1_steps": args.stage1_steps, "stage1_lr": args.stage1_lr, "steps": args.steps,
                       "batch": args.batch, "lr": args.lr, "stage2_rows": args.stage2_rows,
                       "chance": data.card["chance_level"], "curves": curves}, indent=1))
 

@@ -6,9 +6,11 @@ settings did not change, unless ``fresh=True``):
 1. **data** — the deterministic synthetic benchmark of :mod:`tg_llava_eval.training.synthetic`
    (coloured shapes in a 2×2 grid; training captions and instructions; held-out MCQ, yes/no and
    short-answer sets in both toolkits' local formats);
-2. **train** — ``tiny`` (TG-LLaVA) and ``tiny-baseline`` (LLaVA-1.5, same sizes) through both
-   stages with the real ``tg-llava-eval train`` CLI (:func:`tg_llava_eval.training.trainer.run_stage`),
-   the two models side by side, one single-threaded process each;
+2. **train** — ``tiny`` (TG-LLaVA) and ``tiny-baseline`` (LLaVA-1.5, same sizes), each assembled
+   by ``tg-llava-eval create`` from the pretrained tiny CLIP and LLM in :data:`COMPONENTS_DIR` (as the
+   paper starts from CLIP and a pretrained LLM), through both stages with the real
+   ``tg-llava-eval train`` CLI (:func:`tg_llava_eval.training.trainer.run_stage`), the two models
+   side by side, one single-threaded process each;
 3. **ablate** — inference-time switches of the trained TG model: TG-FOM off and TG-DP off (the
    trained LLaVA-1.5 model is the "both off" row, trained as such);
 4. **vlmevalkit** — every model through the real VLMEvalKit (``run.py --config``);
@@ -47,6 +49,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PHASE_FORMAT = 3
 #: Significance level of the one-sided binomial test that calls an accuracy "above chance".
 ABOVE_CHANCE_ALPHA = 0.05
+#: The pretrained tiny CLIP (``clip/``) and LLM (``llm/``) the trained models are assembled from,
+#: made once by ``tools/pretrain_tiny_components.py`` (its command and curves in ``pretraining.json``).
+COMPONENTS_DIR = Path(__file__).resolve().parent / "demo_components"
 #: Trained models: name in tables -> preset.
 TRAINED = {"TG-LLaVA-tiny": "tiny", "LLaVA-1.5-tiny": "tiny-baseline"}
 #: Inference-time ablations of the trained TG model: name -> (preset, TG-FOM on, TG-DP on).
@@ -69,23 +74,26 @@ class DemoSettings:
         batch_size: Per-device batch.
         gradient_accumulation_steps: Micro-batches per optimiser step in both stages; ``None``
             keeps each stage recipe's own value.
-        pretrain_lr, finetune_lr: Learning rates (the paper's 1e-3 / 2e-5 are for pretrained LLMs;
-            the tiny LLM learns from scratch, so stage 2 uses a larger rate).
+        pretrain_lr, finetune_lr: Learning rates (the paper's 1e-3 / 2e-5; the tiny LLM, 2 layers
+            of 64, needs a larger stage-2 rate to learn reading images within the budget).
         lmms_batch_size: lmms-eval ``--batch_size``.
+        components: Folder with the pretrained ``clip/`` and ``llm/`` both models are assembled from
+            (as LLaVA starts from a pretrained CLIP and LLM); ``None`` starts from random weights.
     """
 
     seed: int = 0
-    n_stage1: int = 400
-    n_stage2: int = 2000
+    n_stage1: int = 3200
+    n_stage2: int = 9600
     n_test: int = 60
     image_size: int = 56
-    pretrain_steps: int = 30
+    pretrain_steps: int = 200
     finetune_steps: int = 300
     batch_size: int = 16
     gradient_accumulation_steps: Optional[int] = None
     pretrain_lr: float = 1e-3
-    finetune_lr: float = 2e-3
+    finetune_lr: float = 1e-3
     lmms_batch_size: int = 8
+    components: Optional[str] = str(COMPONENTS_DIR)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
@@ -116,18 +124,31 @@ def _preset_configs() -> str:
     return json.dumps(presets, sort_keys=True, default=str)
 
 
-def _code_versions() -> dict[str, Any]:
+@functools.cache
+def _components_digest(components: Optional[str]) -> Optional[str]:
+    """SHA-256 over the files of the pretrained parts (names and bytes), once per process."""
+    if components is None:
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(components).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(components)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _code_versions(settings: DemoSettings) -> dict[str, Any]:
     """What besides the settings decides every phase: the stored format, the data generator's
-    version and the trained presets' configs, so that a demo folder made by an older version of
-    the package is redone, not reused."""
+    version, the trained presets' configs and the pretrained parts' bytes, so that a demo folder
+    made by an older version of the package is redone, not reused."""
     from .training.synthetic import GENERATOR_VERSION
 
-    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": _preset_configs()}
+    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": _preset_configs(),
+            "components": _components_digest(settings.components)}
 
 
 def _fingerprint(settings: DemoSettings, *fields: str) -> str:
     """Hash of the settings a phase depends on and of :func:`_code_versions`."""
-    values = {f: getattr(settings, f) for f in fields} | _code_versions()
+    values = {f: getattr(settings, f) for f in fields} | _code_versions(settings)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -193,8 +214,10 @@ def _side_by_side(job: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(pool.map(job, items))
 
 
-def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir: Path) -> list[list[str]]:
-    """The two ``tg-llava-eval train`` commands (stage 1, then stage 2) of one demo model.
+def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir: Path) -> list[tuple[str, list[str]]]:
+    """``(name, command)`` of one demo model's CLI steps: ``tg-llava-eval create`` assembling the
+    start from the pretrained parts (when ``settings.components`` is set), then the two
+    ``tg-llava-eval train`` stages.
 
     Gradient checkpointing (the recipe's default, for memory) is switched off: the tiny models fit
     anywhere and recomputing the forward pass would double the CPU time.
@@ -204,16 +227,25 @@ def _stage_commands(settings: DemoSettings, data: dict, variant: str, model_dir:
               "--dataloader_num_workers", "0", "--bf16", "false", "--gradient_checkpointing", "false"]
     if settings.gradient_accumulation_steps is not None:
         common += ["--gradient_accumulation_steps", str(settings.gradient_accumulation_steps)]
-    train = [sys.executable, "-m", "tg_llava_eval.cli", "train"]
-    stage1, stage2 = model_dir / "stage1", model_dir / "stage2"
-    return [
-        train + ["pretrain", "--variant", variant, "--data", data["stage1_json"], "--images", data["image_dir"],
-                 "--output", str(stage1), *common, "--max_steps", str(settings.pretrain_steps),
-                 "--learning_rate", str(settings.pretrain_lr)],
-        train + ["finetune", "--variant", variant, "--data", data["stage2_json"], "--images", data["image_dir"],
-                 "--output", str(stage2), "--from", str(stage1), *common, "--max_steps", str(settings.finetune_steps),
-                 "--learning_rate", str(settings.finetune_lr)],
-    ]
+    cli = [sys.executable, "-m", "tg_llava_eval.cli"]
+    initial, stage1, stage2 = model_dir / "initial", model_dir / "stage1", model_dir / "stage2"
+    commands = []
+    start: list[str] = []
+    if settings.components is not None:
+        components = Path(settings.components)
+        commands.append(("create", cli + ["create", "--variant", variant, "--output", str(initial), "--seed",
+                                          str(settings.seed), "--vision", str(components / "clip"),
+                                          "--llm", str(components / "llm")]))
+        start = ["--model", str(initial)]
+    commands.append(("stage1", cli + [
+        "train", "pretrain", "--variant", variant, "--data", data["stage1_json"], "--images", data["image_dir"],
+        "--output", str(stage1), *start, *common, "--max_steps", str(settings.pretrain_steps),
+        "--learning_rate", str(settings.pretrain_lr)]))
+    commands.append(("stage2", cli + [
+        "train", "finetune", "--variant", variant, "--data", data["stage2_json"], "--images", data["image_dir"],
+        "--output", str(stage2), "--from", str(stage1), *common, "--max_steps", str(settings.finetune_steps),
+        "--learning_rate", str(settings.finetune_lr)]))
+    return commands
 
 
 def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
@@ -226,8 +258,8 @@ def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
 
     def train_one(variant: str) -> dict:
         model_dir = out / "models" / variant
-        for stage, cmd in zip(("stage1", "stage2"), _stage_commands(settings, data, variant, model_dir)):
-            _run(cmd, out / "logs" / f"train_{variant}_{stage}.log", env={"OMP_NUM_THREADS": "1"})
+        for step, cmd in _stage_commands(settings, data, variant, model_dir):
+            _run(cmd, out / "logs" / f"train_{variant}_{step}.log", env={"OMP_NUM_THREADS": "1"})
         return json.loads((model_dir / "stage2" / REPORT_NAME).read_text())
 
     reports = dict(zip(TRAINED, _side_by_side(train_one, list(TRAINED.values()))))
@@ -382,8 +414,9 @@ def _chance_finding(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
-    """The ablation report: each switch against the full model, labelled trained / inference-time."""
+def _ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = True) -> str:
+    """The ablation report: each switch against the full model, labelled trained / inference-time
+    (``pretrained_parts``: whether the models were assembled from the pretrained tiny CLIP and LLM)."""
     vlm = [r for r in rows if r["toolkit"] == "vlmevalkit"]
     benchmarks = sorted({r["benchmark"] for r in vlm})
     value = {(r["model"], r["benchmark"]): r["accuracy"] for r in vlm}
@@ -424,8 +457,10 @@ def _ablation_markdown(rows: list[dict[str, Any]], models: dict) -> str:
               "Δ = row − full TG model, accuracy points. Inference-time switches reuse the trained TG weights "
               "with a module turned off (TG-DP off also removes its detail tokens from the LLM input), so they "
               "measure how much the trained model relies on that module, not what training without it gives.",
-              "These are tiny random-initialised models trained for minutes on a synthetic task; the numbers "
-              "show the machinery, not the paper's claims."]
+              "These are tiny models (" + ("assembled from a tiny CLIP and LLM pretrained on the synthetic "
+                                          "domain, tools/pretrain_tiny_components.py" if pretrained_parts
+                                          else "random-initialised") +
+              ") trained for minutes on a synthetic task; the numbers show the machinery, not the paper's claims."]
     return "\n".join(lines) + "\n"
 
 
@@ -469,7 +504,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
 
     rows = _accuracy_rows(report)
     ablation_path = out / "report" / "ablation_report.md"
-    ablation_path.write_text(_ablation_markdown(rows, all_models))
+    ablation_path.write_text(_ablation_markdown(rows, pretrained_parts=settings.components is not None))
     summary = {
         "settings": dataclasses.asdict(settings),
         "phase_seconds": phases.seconds,

@@ -98,6 +98,10 @@ VQA_REFERENCE_COPIES = 10
 LMMS_MAX_NEW_TOKENS = 16
 #: Upper bound on re-draws when a training scene collides with a held-out test layout.
 MAX_SCENE_REDRAWS = 1000
+#: Default share of stage-2 image rows with 2–3 question/answer pairs.
+MULTI_TURN_FRACTION = 0.3
+#: Default share of stage-2 rows without an image.
+TEXT_ONLY_FRACTION = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +192,7 @@ def _scene_record(scene: Scene) -> list[Optional[dict[str, str]]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _make_test_items(kind: str, n: int, *, seed: int, grid: int, image_size: int) -> list[TestItem]:
+def make_test_items(kind: str, n: int, *, seed: int, grid: int, image_size: int) -> list[TestItem]:
     """``n`` questions of one kind, one scene each; categories cycle, Y/N answers are balanced.
 
     Scenes of located questions have at least two shapes, so "which cell" matters for the answer.
@@ -354,9 +358,10 @@ def _train_scene(rng: random.Random, *, grid: int, held_out: set, split: str, mi
     raise RuntimeError(f"{split}: could not draw a scene outside the test layouts in {MAX_SCENE_REDRAWS} tries")
 
 
-def _pick_category(rng: random.Random, scene: Optional[Scene] = None) -> tuple[str, str]:
-    """A uniform kind, then a uniform category of it (one the scene can answer, when given)."""
-    kind = rng.choice(sorted(KIND_CATEGORIES))
+def _pick_category(rng: random.Random, scene: Optional[Scene] = None, kind: Optional[str] = None) -> tuple[str, str]:
+    """A uniform kind (unless given), then a uniform category of it (one the scene can answer, when given)."""
+    if kind is None:
+        kind = rng.choice(sorted(KIND_CATEGORIES))
     categories = KIND_CATEGORIES[kind]
     if scene is not None and len(scene.occupied()) != 1:
         categories = tuple(c for c in categories if c not in SINGLE_SHAPE_CATEGORIES)
@@ -385,6 +390,45 @@ def _text_only_turns(rng: random.Random) -> list[dict[str, str]]:
     if not question.endswith(YORN_SUFFIX):
         question = f"{question}\n{SHORT_ANSWER_SUFFIX}"
     return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+def draw_caption_row(rng: random.Random, *, grid: int, held_out: set) -> tuple[Scene, list[dict[str, str]]]:
+    """One stage-1 row: a scene outside ``held_out`` and its ``<image>`` + caption-request turn
+    answered by the caption (LLaVA JSON turns; the image is rendered by the caller)."""
+    scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage1")
+    instruction = rng.choice(CAPTION_INSTRUCTIONS)
+    return scene, [{"from": "human", "value": f"<image>\n{instruction}"}, {"from": "gpt", "value": scene.caption()}]
+
+
+def draw_instruction_row(rng: random.Random, *, grid: int, held_out: set, multi_turn_fraction: float,
+                         text_only_fraction: float, kind: Optional[str] = None,
+                         ) -> tuple[Optional[Scene], list[dict[str, str]]]:
+    """One stage-2 row: ``(scene, turns)``, or ``(None, turns)`` for a text-only row.
+
+    A uniform kind (``kind`` when given) and a uniform category of it open the row (the scene is
+    drawn for it, outside ``held_out``); ``multi_turn_fraction`` of the image rows have 2–3
+    question/answer pairs.
+    """
+    if rng.random() < text_only_fraction:
+        return None, _text_only_turns(rng)
+    first = _pick_category(rng, kind=kind)
+    min_shapes, max_shapes = _shape_range(first[1], located_min=1)
+    scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage2", min_shapes=min_shapes,
+                         max_shapes=max_shapes)
+    n_turns = rng.randint(2, 3) if rng.random() < multi_turn_fraction else 1
+    return scene, _stage2_turns(scene, rng, n_turns, first)
+
+
+def held_out_signatures(*, seed: int, n_test: int, grid: int, image_size: int) -> set:
+    """Layouts of the held-out test scenes of ``generate_synthetic_dataset`` with these arguments
+    (what its training rows, and anything else trained for it, must not contain)."""
+    return _signatures({kind: make_test_items(kind, n_test, seed=seed, grid=grid, image_size=image_size)
+                        for kind in sorted(KIND_CATEGORIES)})
+
+
+def _signatures(tests: dict[str, list[TestItem]]) -> set:
+    """Scene layouts of every test item."""
+    return {item.scene.signature() for items in tests.values() for item in items}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,8 +478,8 @@ def generate_synthetic_dataset(
     n_test: int = 60,
     image_size: int = 64,
     grid: int = 2,
-    multi_turn_fraction: float = 0.3,
-    text_only_fraction: float = 0.1,
+    multi_turn_fraction: float = MULTI_TURN_FRACTION,
+    text_only_fraction: float = TEXT_ONLY_FRACTION,
     name_prefix: str = "tgsynth",
     overwrite: bool = False,
 ) -> SyntheticDataset:
@@ -481,28 +525,20 @@ def generate_synthetic_dataset(
 
     # Held-out test sets first: their layouts are then excluded from training.
     tests = {
-        kind: _make_test_items(kind, n_test, seed=seed, grid=grid, image_size=image_size)
+        kind: make_test_items(kind, n_test, seed=seed, grid=grid, image_size=image_size)
         for kind in sorted(KIND_CATEGORIES)
     }
-    held_out = {item.scene.signature() for items in tests.values() for item in items}
+    held_out = _signatures(tests)
 
     image_dir = root / "images"
     # Stage 1: one caption per image.
     rng = _stream(seed, "stage1")
     stage1 = []
     for n in range(n_train_stage1):
-        scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage1")
+        scene, conversations = draw_caption_row(rng, grid=grid, held_out=held_out)
         image = f"stage1/{n:06d}.png"
         _write_bytes(image_dir / image, encode_png(render_scene(scene, image_size)))
-        instruction = rng.choice(CAPTION_INSTRUCTIONS)
-        stage1.append({
-            "id": f"stage1-{n:06d}",
-            "image": image,
-            "conversations": [
-                {"from": "human", "value": f"<image>\n{instruction}"},
-                {"from": "gpt", "value": scene.caption()},
-            ],
-        })
+        stage1.append({"id": f"stage1-{n:06d}", "image": image, "conversations": conversations})
     stage1_json = root / "stage1_captions.json"
     _write_json(stage1_json, stage1)
 
@@ -511,20 +547,17 @@ def generate_synthetic_dataset(
     stage2 = []
     n_text_only = n_multi_turn = 0
     for n in range(n_train_stage2):
-        if rng.random() < text_only_fraction:
-            stage2.append({"id": f"stage2-{n:06d}", "conversations": _text_only_turns(rng)})
+        scene, conversations = draw_instruction_row(rng, grid=grid, held_out=held_out,
+                                                    multi_turn_fraction=multi_turn_fraction,
+                                                    text_only_fraction=text_only_fraction)
+        if scene is None:
+            stage2.append({"id": f"stage2-{n:06d}", "conversations": conversations})
             n_text_only += 1
             continue
-        first = _pick_category(rng)
-        min_shapes, max_shapes = _shape_range(first[1], located_min=1)
-        scene = _train_scene(rng, grid=grid, held_out=held_out, split="stage2", min_shapes=min_shapes,
-                             max_shapes=max_shapes)
         image = f"stage2/{n:06d}.png"
         _write_bytes(image_dir / image, encode_png(render_scene(scene, image_size)))
-        n_turns = rng.randint(2, 3) if rng.random() < multi_turn_fraction else 1
-        n_multi_turn += n_turns > 1
-        stage2.append({"id": f"stage2-{n:06d}", "image": image,
-                       "conversations": _stage2_turns(scene, rng, n_turns, first)})
+        n_multi_turn += len(conversations) > 2
+        stage2.append({"id": f"stage2-{n:06d}", "image": image, "conversations": conversations})
     stage2_json = root / "stage2_instructions.json"
     _write_json(stage2_json, stage2)
 

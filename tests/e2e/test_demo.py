@@ -11,6 +11,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+import torch
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +47,21 @@ def test_every_artefact_exists_and_parses(demo_out):
     for variant in ("tiny", "tiny-baseline"):
         for stage in ("stage1", "stage2"):
             assert (demo_out / "models" / variant / stage / "model.safetensors").exists()
+
+
+def test_both_models_start_from_the_packaged_pretrained_parts(demo_out):
+    from safetensors.torch import load_file
+
+    from tg_llava_eval.demo import COMPONENTS_DIR
+
+    llm = load_file(COMPONENTS_DIR / "llm" / "model.safetensors")
+    clip = load_file(COMPONENTS_DIR / "clip" / "model.safetensors")
+    for variant in ("tiny", "tiny-baseline"):
+        initial = load_file(demo_out / "models" / variant / "initial" / "model.safetensors")
+        for part, theirs, ours in ((llm, "model.layers.1.mlp.down_proj.weight", "language_model.model.layers.1.mlp.down_proj.weight"),
+                                   (clip, "vision_model.encoder.layers.0.mlp.fc1.weight", "vision_tower.encoder.layers.0.mlp.fc1.weight"),
+                                   (clip, "text_model.encoder.layers.1.self_attn.k_proj.weight", "guide_tower.encoder.layers.1.self_attn.k_proj.weight")):
+            assert torch.equal(initial[ours], part[theirs]), (variant, ours)
 
 
 def _vlmevalkit_value(source: Path) -> float:

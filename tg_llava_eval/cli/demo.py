@@ -21,6 +21,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     schedule.add_argument("--stage2-rows", type=_positive(int), dest="n_stage2", metavar="N", help="stage-2 training rows")
     schedule.add_argument("--finetune-steps", type=_positive(int), metavar="N", help="stage-2 optimiser steps per model")
     schedule.add_argument("--finetune-lr", type=_positive(float), metavar="LR", help="stage-2 learning rate")
+    schedule.add_argument("--pretrain-steps", type=_positive(int), metavar="N", help="stage-1 optimiser steps per model")
+    schedule.add_argument("--pretrain-lr", type=_positive(float), metavar="LR", help="stage-1 learning rate")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--components", metavar="DIR", type=_components_dir,
+                       help="folder with the pretrained clip/ and llm/ the models are assembled from "
+                            "(default: the package's, made by tools/pretrain_tiny_components.py)")
+    start.add_argument("--random-init", action="store_true",
+                       help="start both models from random weights instead of pretrained parts")
+
+
+def _components_dir(path: str) -> str:
+    """An argparse ``type``: ``path`` resolved, after checking it holds both parts (a missing one is named)."""
+    from pathlib import Path
+
+    folder = Path(path).resolve()
+    missing = [f"{part}/config.json" for part in ("clip", "llm") if not (folder / part / "config.json").is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{path!r} has no {' or '.join(missing)} "
+                                         "(expected a folder written by tools/pretrain_tiny_components.py)")
+    return str(folder)
 
 
 def _positive(kind: type) -> Callable[[str], Any]:
@@ -45,9 +65,15 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     from ..demo import DemoSettings
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
-    overrides = {name: getattr(args, name) for name in ("n_stage2", "finetune_steps", "finetune_lr")
+    overrides = {name: getattr(args, name)
+                 for name in ("n_stage2", "finetune_steps", "finetune_lr", "pretrain_steps", "pretrain_lr", "components")
                  if getattr(args, name) is not None}
+    if args.random_init:
+        overrides["components"] = None
     return dataclasses.replace(settings, seed=args.seed, **overrides)
+
+
+
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ def row(model: str, benchmark: str, accuracy: float, prior: float = 40.0, n_item
 
 def test_models_at_chance_are_reported_as_such():
     rows = [row("TG-LLaVA-tiny", "Synth-MCQ", 30.0), row("LLaVA-1.5-tiny", "Synth-MCQ", 38.0)]
-    report = _ablation_markdown(rows, {})
+    report = _ablation_markdown(rows)
     assert "| LLaVA-1.5-tiny | both off (LLaVA-1.5) | trained as such, same data and steps | 38.0 | +8.0 |" in report
     assert "mean Δ +8.0 points over 1 benchmarks, higher than the full model" in report
     # 38 beats uniform (25) and majority (30) but not the per-category prior (40): still chance.
@@ -23,7 +23,7 @@ def test_models_at_chance_are_reported_as_such():
 
 def test_models_above_chance_are_named_with_the_bar_and_the_test():
     rows = [row("TG-LLaVA-tiny", "Synth-MCQ", 61.0), row("LLaVA-1.5-tiny", "Synth-MCQ", 38.0, prior=35.0)]
-    report = _ablation_markdown(rows, {})
+    report = _ablation_markdown(rows)
     # 61 of 100 at p = 0.40: P(X >= 61) ~ 1.8e-5; 38 of 100 at p = 0.35: P(X >= 38) ~ 0.30.
     assert ("- Clearly above chance (the highest of: a uniform guess, the most common answer, the best answer "
             "per question category; one-sided binomial test, p < 0.05): TG-LLaVA-tiny on Synth-MCQ "
@@ -41,6 +41,6 @@ def test_deltas_smaller_than_one_answer_are_not_differences():
     # 60 items: one answer = 1.7 points, so a mean delta of -1.1 is "within one answer".
     rows = [row("TG-LLaVA-tiny", "Synth-MCQ", 31.7, n_items=60), row("TG-LLaVA-tiny-noFOM-inference", "Synth-MCQ", 30.6, n_items=60),
             row("LLaVA-1.5-tiny", "Synth-MCQ", 28.3, n_items=60)]
-    report = _ablation_markdown(rows, {})
+    report = _ablation_markdown(rows)
     assert "- TG-FOM off (inference-time switch of the trained TG model): mean Δ -1.1 points over 1 benchmarks, within one answer of the full model." in report
     assert "- both off (LLaVA-1.5) (trained as such, same data and steps): mean Δ -3.4 points over 1 benchmarks, lower than the full model." in report

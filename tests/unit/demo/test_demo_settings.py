@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -38,16 +39,24 @@ def test_bad_schedule_flags_are_named(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_stage_commands_use_the_real_train_cli_with_the_settings(tmp_path: Path):
+def test_stage_commands_use_the_real_cli_with_the_settings(tmp_path: Path):
     settings = dataclasses.replace(DemoSettings(), finetune_steps=77, pretrain_steps=5, batch_size=4)
     data = {"stage1_json": "s1.json", "stage2_json": "s2.json", "image_dir": "img"}
-    pretrain, finetune = _stage_commands(settings, data, "tiny", tmp_path)
-    assert pretrain[:5] == [sys.executable, "-m", "tg_llava_eval.cli", "train", "pretrain"]
-    assert finetune[:5] == [sys.executable, "-m", "tg_llava_eval.cli", "train", "finetune"]
+    steps = _stage_commands(settings, data, "tiny", tmp_path)
+    assert [name for name, _ in steps] == ["create", "stage1", "stage2"]
+    (_, create), (_, pretrain), (_, finetune) = steps
+    cli = [sys.executable, "-m", "tg_llava_eval.cli"]
+    assert create[:4] == [*cli, "create"]
+    assert pretrain[:5] == [*cli, "train", "pretrain"] and finetune[:5] == [*cli, "train", "finetune"]
 
     def flag(cmd, name):
         return cmd[cmd.index(name) + 1]
 
+    # The start is assembled from the pretrained parts, as a real stage 1 starts.
+    components = Path(settings.components)
+    assert flag(create, "--vision") == str(components / "clip") and flag(create, "--llm") == str(components / "llm")
+    assert flag(create, "--variant") == "tiny" and flag(create, "--seed") == str(settings.seed)
+    assert flag(pretrain, "--model") == flag(create, "--output") == str(tmp_path / "initial")
     assert flag(pretrain, "--max_steps") == "5" and flag(finetune, "--max_steps") == "77"
     assert flag(finetune, "--from") == flag(pretrain, "--output") == str(tmp_path / "stage1")
     assert flag(finetune, "--data") == "s2.json" and flag(pretrain, "--data") == "s1.json"
@@ -57,7 +66,38 @@ def test_stage_commands_use_the_real_train_cli_with_the_settings(tmp_path: Path)
         # The recipes' own accumulation unless the settings name one.
         assert "--gradient_accumulation_steps" not in cmd
     accumulated = _stage_commands(dataclasses.replace(settings, gradient_accumulation_steps=1), data, "tiny", tmp_path)
-    assert all(flag(cmd, "--gradient_accumulation_steps") == "1" for cmd in accumulated)
+    assert all(flag(cmd, "--gradient_accumulation_steps") == "1" for name, cmd in accumulated if name != "create")
+    # Random init: no create step, stage 1 builds its own start.
+    random_init = _stage_commands(dataclasses.replace(settings, components=None), data, "tiny", tmp_path)
+    assert [name for name, _ in random_init] == ["stage1", "stage2"] and "--model" not in random_init[0][1]
+
+
+def test_the_packaged_components_are_the_default_and_load(tmp_path: Path):
+    from tg_llava_eval.create import assemble_checkpoint
+    from tg_llava_eval.demo import COMPONENTS_DIR
+
+    assert Path(DemoSettings().components) == COMPONENTS_DIR
+    record = json.loads((COMPONENTS_DIR / "pretraining.json").read_text())
+    assert set(record) == {"clip", "llm"} and all(record[part]["command"].startswith("python tools/") for part in record)
+    # Both presets assemble from them (strict loading: sizes match the presets).
+    for variant in ("tiny", "tiny-baseline"):
+        assemble_checkpoint(variant, tmp_path / variant, vision=COMPONENTS_DIR / "clip", llm=COMPONENTS_DIR / "llm")
+
+
+def test_components_flags(tmp_path: Path, capsys):
+    assert settings_from_args(parse("--random-init")).components is None
+    folder = tmp_path / "parts"
+    for part in ("clip", "llm"):
+        (folder / part).mkdir(parents=True)
+        (folder / part / "config.json").write_text("{}")
+    assert settings_from_args(parse("--components", str(folder))).components == str(folder.resolve())
+    with pytest.raises(SystemExit):
+        parse("--components", str(folder), "--random-init")
+    assert "not allowed with argument" in capsys.readouterr().err
+    (folder / "llm" / "config.json").unlink()
+    with pytest.raises(SystemExit):
+        parse("--components", str(folder))
+    assert "has no llm/config.json" in capsys.readouterr().err
 
 
 def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):

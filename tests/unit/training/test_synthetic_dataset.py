@@ -143,6 +143,28 @@ def test_test_layouts_are_held_out_of_training(dataset):
         assert tuple(read_scene(Image.open(path), grid)) not in test_layouts, path
 
 
+def test_the_row_drawers_serve_other_training_with_the_same_exclusions(dataset):
+    """held_out_signatures is the layout set generate excludes, and the public row drawers (used by
+    tools/pretrain_tiny_components.py) keep out of it; kind= opens a row with that kind."""
+    import random
+
+    from tg_llava_eval.training.synthetic import draw_caption_row, draw_instruction_row, held_out_signatures
+
+    held_out = held_out_signatures(seed=3, n_test=SMALL["n_test"], grid=dataset.card["grid"],
+                                   image_size=SMALL["image_size"])
+    rows = [json.loads(line) for line in dataset.ground_truth.read_text().splitlines()]
+    assert held_out == {tuple(None if c is None else f"{c['colour']} {c['shape']}" for c in r["scene"]) for r in rows}
+    rng = random.Random(0)
+    for _ in range(50):
+        scene, turns = draw_caption_row(rng, grid=2, held_out=held_out)
+        assert scene.signature() not in held_out and turns[1]["value"] == scene.caption()
+        scene, turns = draw_instruction_row(rng, grid=2, held_out=held_out, multi_turn_fraction=0.5,
+                                            text_only_fraction=0.0, kind="mcq")
+        assert scene.signature() not in held_out
+        assert turns[0]["value"].startswith("<image>\n") and "\nA. " in turns[0]["value"]
+        assert turns[1]["value"] in OPTION_LETTERS
+
+
 def test_card_counts_and_chance_levels(dataset):
     card = json.loads(dataset.card_path.read_text())
     assert card == dataset.card

@@ -1,0 +1,56 @@
+"""tools/pretrain_tiny_components.py end to end at a few steps: both parts are written, load into
+the demo's presets through ``assemble_checkpoint``, and the record says how they were made."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tg_llava_eval.create import assemble_checkpoint
+from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
+
+TOOL = Path(__file__).resolve().parents[3] / "tools" / "pretrain_tiny_components.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("pretrain_tiny_components", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_a_short_run_writes_parts_the_demo_presets_assemble_from(tool, tmp_path: Path, one_torch_thread):
+    out = tmp_path / "parts"
+    small = ["--out", str(out), "--workers", "1", "--eval-every", "2", "--llm-steps", "2", "--llm-batch", "4",
+             "--llm-pool", "10", "--clip-steps", "2", "--clip-batch", "8", "--clip-pool", "10"]
+    assert tool.main(small + ["--parts", "clip"]) == 0
+    assert tool.main(small + ["--parts", "llm"]) == 0
+    record = json.loads((out / "pretraining.json").read_text())
+    # Separate runs keep one entry per part, each with its command and curve.
+    assert set(record) == {"clip", "llm"}
+    assert record["llm"]["command"].endswith("--parts llm") and record["clip"]["command"].endswith("--parts clip")
+    assert [p["step"] for p in record["clip"]["curve"]] == [2] and set(record["llm"]["curve"][0]["accuracy"]) == {
+        "mcq", "vqa", "yorn"}
+    assert record["llm"]["held_out_layouts_excluded"] > 0
+
+    checkpoint = assemble_checkpoint("tiny", tmp_path / "tiny", vision=out / "clip", llm=out / "llm")
+    model = TGLlavaForConditionalGeneration.from_pretrained(checkpoint)
+    trained = tool.Qwen2ForCausalLM.from_pretrained(out / "llm")
+    assert torch.equal(model.language_model.get_input_embeddings().weight, trained.get_input_embeddings().weight)
+
+
+def test_the_pixels_it_trains_on_are_the_processors(tool):
+    parts = tool.build_parts(None)
+    tool._WORKER.update(seed=0, image_size=parts.clip_config.vision_config.image_size, held_out=set())
+    data = tool.ClipData([tool._clip_chunk(0)], parts, torch.device("cpu"))
+    tool.check_pixels(parts, data)  # raises when the on-device normalisation drifts from the processor's
+    # Cell labels follow the patches: the patch grid is 4x4 over a 2x2 grid of cells.
+    assert tool._patch_cells(56, 14).tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
