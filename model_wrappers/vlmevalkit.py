@@ -11,9 +11,11 @@ What the class does, and deliberately does not do:
 * **Prompts are LLaVA-1.5's.** ``use_custom_prompt`` and ``build_prompt`` are exactly those of
   VLMEvalKit's ``vlmeval.vlm.LLaVA`` (``build_prompt`` *calls* that installed method): MCQ rows get
   "hint + question + ``X. option`` lines + *Answer with the option's letter from the given choices
-  directly.*"; every other dataset type (Y/N, VQA, captioning) uses the dataset's own prompt. As in
-  LLaVA-1.5, a dataset name VLMEvalKit does not know is typed ``MCQ`` by ``DATASET_TYPE``, so custom
-  Y/N or VQA sets also get LLaVA's "*Answer the question directly.*" suffix.
+  directly.*"; every other dataset type (Y/N, VQA, captioning) uses the dataset's own prompt. One
+  difference: LLaVA-1.5 types a dataset by its name (``DATASET_TYPE``, ``MCQ`` for every name it
+  does not know); we prefer the ``TYPE`` of the dataset object VLMEvalKit hands over
+  (:meth:`TGLLaVA.set_dump_image`), so a local Y/N set run with ``ImageYORNDataset`` keeps its own
+  prompt instead of getting LLaVA's "*Answer the question directly.*" suffix.
 * **No preprocessing here.** The user text and the image path go to
   :class:`tg_llava_eval.inference.TGLlavaEngine`, which applies the variant's conversation template
   (``vicuna_v1`` / ``llama_3`` / ``qwen_2``, from the checkpoint's config), derives the text guide
@@ -57,7 +59,6 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 from PIL import UnidentifiedImageError
-from vlmeval.dataset import DATASET_TYPE
 from vlmeval.smp.file import INFER_FAIL_MSG
 from vlmeval.vlm.base import BaseModel
 from vlmeval.vlm.llava.llava import LLaVA

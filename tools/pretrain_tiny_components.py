@@ -58,11 +58,11 @@ import torch
 import transformers
 from torch import nn
 from transformers import CLIPConfig, CLIPModel, Qwen2ForCausalLM, get_cosine_schedule_with_warmup
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
 from tg_llava_eval.demo import DemoSettings
 from tg_llava_eval.processing import IGNORE_INDEX, TGLlavaProcessor, tokenize_segments
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from tg_llava_eval.training.synthetic import (
     MULTI_TURN_FRACTION,
     TEXT_ONLY_FRACTION,
@@ -89,7 +89,7 @@ MAX_GRAD_NORM = 1.0
 CAPTION_SHARE = 0.3
 #: Rows scored per forward pass when evaluating.
 EVAL_BATCH = 256
-#: Held-out CLIP items (rendered from a stream of their own).
+#: CLIP items held out for evaluation: the pool's last ones, never trained on.
 CLIP_EVAL_ITEMS = 1024
 
 
@@ -123,7 +123,7 @@ def build_parts(tokenizers: Optional[Path]) -> Parts:
 # Data pools (drawn in worker processes, chunk by chunk)
 # ---------------------------------------------------------------------------------------------
 
-#: What the forked workers read: set by :func:`_pool` before the workers start.
+#: What the (forked) workers read: set by :func:`main` before the pools are drawn.
 _WORKER: dict[str, Any] = {}
 
 
