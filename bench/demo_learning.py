@@ -4,8 +4,9 @@
 benchmark measures how far a schedule gets, without the toolkits in the loop, so that schedules
 and model settings can be compared quickly (docs/demo.md records what was measured).
 
-What runs: a ``tiny`` / ``tiny-baseline`` checkpoint — random-init, or assembled from pretrained
-parts with ``--components DIR`` (``DIR/clip`` + ``DIR/llm``, as ``make demo`` assembles them) —
+What runs: a ``tiny`` / ``tiny-baseline`` checkpoint assembled from pretrained parts as ``make demo``
+assembles them (``--components DIR``: ``DIR/clip`` + ``DIR/llm``, default the demo's), or random
+weights with ``--random-init`` —
 optionally ``--stage1-steps`` of stage 1 (the pretrain recipe's groups on the caption rows), then
 the stage-2 recipe's trainable groups (projector, TG modules, LLM) on the stage-2 rows, with the
 package's own dataset, collator and processor, AdamW + the recipe's cosine schedule with warmup,
@@ -20,7 +21,7 @@ Usage::
 
     python bench/demo_learning.py [--variant tiny --variant tiny-baseline] [--steps 1500]
         [--eval-every 250] [--batch 16] [--lr 2e-3] [--stage2-rows 12000] [--data DIR] [--threads 1]
-        [--components DIR --stage1-steps 200 --stage1-lr 1e-3] [--device cuda]
+        [--components DIR | --random-init] [--stage1-steps 200 --stage1-lr 1e-3] [--device cuda]
 
 Output::
 
@@ -106,12 +107,11 @@ def evaluate(model, batches) -> dict[str, float]:
     return {"overall": round(100 * sum(every) / len(every), 1), **accuracy}
 
 
-def train_steps(model, dataset, collator, *, groups, steps: int, lr: float, args, device,
+def train_steps(model, dataset, collator, *, recipe, steps: int, lr: float, args, device,
                 evaluate_at=None) -> list[dict]:
-    """``steps`` optimiser steps of ``groups`` on ``dataset`` (batches of ``args.batch``, the recipe
-    schedule); ``evaluate_at(step)`` returns a curve point or ``None``."""
-    recipe = get_recipe("finetune")
-    apply_stage_groups(model, groups)
+    """``steps`` optimiser steps of ``recipe``'s groups on ``dataset`` (batches of ``args.batch``, the
+    recipe's schedule); ``evaluate_at(step)`` returns a curve point or ``None``."""
+    apply_stage_groups(model, recipe.trainable_groups)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=recipe.weight_decay)
     # The schedule the Trainer builds for the recipe's lr_scheduler_type="cosine" + warmup_ratio.
@@ -153,7 +153,7 @@ def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
     evaluate every ``args.eval_every``."""
     recipe = get_recipe("finetune")
     device = torch.device(args.device)
-    if args.components:
+    if not args.random_init:
         checkpoint = assemble_checkpoint(variant, workdir / f"init-{variant}", vision=args.components / "clip",
                                          llm=args.components / "llm", seed=args.seed)
     else:
@@ -164,8 +164,8 @@ def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
     if args.stage1_steps:
         captions = LazySupervisedDataset(data.stage1_json, data.image_dir, processor,
                                          max_length=recipe.model_max_length)
-        train_steps(model, captions, collator, groups=get_recipe("pretrain").trainable_groups,
-                    steps=args.stage1_steps, lr=args.stage1_lr, args=args, device=device)
+        train_steps(model, captions, collator, recipe=get_recipe("pretrain"), steps=args.stage1_steps,
+                    lr=args.stage1_lr, args=args, device=device)
     dataset = LazySupervisedDataset(data.stage2_json, data.image_dir, processor, max_length=recipe.model_max_length)
     batches = [(names, _to(batch, device), labels.to(device))
                for names, batch, labels in held_out_batches(held_out_items(data), processor, collator)]
@@ -176,8 +176,8 @@ def learning_curve(variant: str, data, workdir: Path, args) -> list[dict]:
         accuracy = evaluate(model, batches)
         return {"overall": accuracy.pop("overall"), "accuracy": accuracy}
 
-    return train_steps(model, dataset, collator, groups=recipe.trainable_groups, steps=args.steps, lr=args.lr,
-                       args=args, device=device, evaluate_at=evaluate_at)
+    return train_steps(model, dataset, collator, recipe=recipe, steps=args.steps, lr=args.lr, args=args,
+                       device=device, evaluate_at=evaluate_at)
 
 
 def main() -> None:
@@ -192,8 +192,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data", type=Path, help="folder to write the synthetic dataset to (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--components", type=Path, help="assemble the models from DIR/clip and DIR/llm "
-                        "(pretrained parts, as make demo does) instead of random weights")
+    parser.add_argument("--components", type=Path, default=Path(defaults.components),
+                        help="assemble the models from DIR/clip and DIR/llm (default: the demo's pretrained parts)")
+    parser.add_argument("--random-init", action="store_true", help="random weights instead of the parts")
     parser.add_argument("--stage1-steps", type=int, default=0, help="stage-1 steps before stage 2 (default: none)")
     parser.add_argument("--stage1-lr", type=float, default=defaults.pretrain_lr)
     parser.add_argument("--stage1-rows", type=int, default=defaults.n_stage1)
@@ -210,7 +211,7 @@ def main() -> None:
         curves = {variant: learning_curve(variant, data, workdir, args)
                   for variant in (args.variant or ["tiny", "tiny-baseline"])}
     print(json.dumps({"benchmark": "demo_learning", "device": args.device, "threads": args.threads,
-                      "components": str(args.components) if args.components else None,
+                      "components": None if args.random_init else str(args.components),
                       "stage1_steps": args.stage1_steps, "stage1_lr": args.stage1_lr, "steps": args.steps,
                       "batch": args.batch, "lr": args.lr, "stage2_rows": args.stage2_rows,
                       "chance": data.card["chance_level"], "curves": curves}, indent=1))
