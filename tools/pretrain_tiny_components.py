@@ -31,6 +31,7 @@ Usage::
 
     python tools/pretrain_tiny_components.py --out tg_llava_eval/demo_components --device cuda
     python tools/pretrain_tiny_components.py --out /tmp/parts --llm-steps 200 --clip-steps 100   # smoke run
+    python tools/pretrain_tiny_components.py --out /tmp/more --parts llm --llm-init DIR/llm --seed 1  # continue
 
 Output: ``<out>/clip/`` and ``<out>/llm/`` (``save_pretrained`` directories with their tokenizers)
 and ``<out>/pretraining.json`` (command, settings, device, versions, learning curves).
@@ -247,7 +248,10 @@ def pretrain_llm(parts: Parts, args, device: torch.device,
     logger.info("LLM pool: %d conversations in %.0f s", len(pool), time.perf_counter() - start)
     held_out = _llm_held_out(parts)
     torch.manual_seed(args.seed)
-    model = Qwen2ForCausalLM(parts.text_config).to(device)
+    if args.llm_init is not None:  # a longer pretraining in several runs
+        model = Qwen2ForCausalLM.from_pretrained(args.llm_init, dtype=torch.float32).to(device)
+    else:
+        model = Qwen2ForCausalLM(parts.text_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.llm_lr, weight_decay=args.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(args.warmup_ratio * args.llm_steps),
                                                 args.llm_steps)
@@ -432,6 +436,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--llm-batch", type=int, default=256)
     parser.add_argument("--llm-lr", type=float, default=2e-3)
     parser.add_argument("--llm-pool", type=int, default=400_000, help="conversations drawn for the LLM")
+    parser.add_argument("--llm-init", type=Path, help="continue from this LLM (a previous run's llm/) "
+                        "instead of random weights; use another --seed to draw new conversations")
     parser.add_argument("--mcq-share", type=float, default=0.0,
                         help="extra share of the LLM pool opened by an MCQ question (the rest: captions, stage-2 rows)")
     parser.add_argument("--clip-steps", type=int, default=5000)
