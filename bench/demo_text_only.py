@@ -42,6 +42,7 @@ from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
 from tg_llava_eval.processing import IGNORE_INDEX, get_template, tokenize_segments
 from tg_llava_eval.processing.conversation import ASSISTANT, USER, Message
 from tg_llava_eval.training.recipe import get_recipe
+from tg_llava_eval.training.synthetic import with_scene_in_words
 from tg_llava_eval.training.synthetic_questions import (
     KIND_CATEGORIES,
     SINGLE_SHAPE_CATEGORIES,
@@ -70,7 +71,9 @@ def described_sample(rng: random.Random, template) -> tuple[str, list]:
     single = category in SINGLE_SHAPE_CATEGORIES
     scene = sample_scene(rng, grid=GRID, min_shapes=1, max_shapes=1 if single else None)
     question = make_question(scene, rng, kind=kind, category=category)
-    messages = [Message(USER, f"{scene.caption()}\n{instruction_text(question)}"), Message(ASSISTANT, question.answer)]
+    turns = with_scene_in_words([{"from": "human", "value": f"<image>\n{instruction_text(question)}"},
+                                 {"from": "gpt", "value": question.answer}], scene)
+    messages = [Message(USER, turns[0]["value"]), Message(ASSISTANT, turns[1]["value"])]
     return f"{kind}/{category}", template.segments(messages, add_generation_prompt=False)
 
 

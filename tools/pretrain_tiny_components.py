@@ -71,6 +71,7 @@ from tg_llava_eval.training.synthetic import (
     draw_instruction_row,
     held_out_signatures,
     make_test_items,
+    with_scene_in_words,
 )
 from tg_llava_eval.training.synthetic_questions import instruction_text
 from tg_llava_eval.training.synthetic_scenes import COLOURS, SHAPES, render_scene
@@ -132,12 +133,6 @@ def _chunk_rng(part: str, seed: int, chunk: int) -> random.Random:
     return random.Random(f"tiny-components:{part}:{seed}:{chunk}")
 
 
-def _described(conversations: list[dict[str, str]], caption: str) -> list[dict[str, str]]:
-    """The conversation with its ``<image>`` marker replaced by the scene's caption."""
-    first = conversations[0]["value"].replace("<image>", caption, 1)
-    return [{"from": "human", "value": first}, *conversations[1:]]
-
-
 def _tokenized(processor: TGLlavaProcessor, conversations: list[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     """``(input_ids, labels)`` of a text conversation, as training tokenises it (no guide needed)."""
     input_ids, labels = tokenize_segments(processor.tokenizer, processor.training_segments(conversations, False))
@@ -161,7 +156,7 @@ def _llm_chunk(chunk: int) -> list[tuple[np.ndarray, np.ndarray]]:
                 rng, grid=GRID, held_out=held_out, multi_turn_fraction=MULTI_TURN_FRACTION,
                 text_only_fraction=0.0 if mcq else TEXT_ONLY_FRACTION, kind="mcq" if mcq else None)
         if scene is not None:
-            conversations = _described(conversations, scene.caption())
+            conversations = with_scene_in_words(conversations, scene)
         rows.append(_tokenized(processor, conversations))
     return rows
 
@@ -216,8 +211,9 @@ def _llm_held_out(parts: Parts) -> list[tuple[str, np.ndarray, np.ndarray]]:
     for kind in ("mcq", "yorn", "vqa"):
         for item in make_test_items(kind, settings.n_test, seed=settings.seed, grid=GRID,
                                     image_size=settings.image_size):
-            conversation = [{"from": "human", "value": f"{item.scene.caption()}\n{instruction_text(item.question)}"},
-                            {"from": "gpt", "value": item.question.answer}]
+            conversation = with_scene_in_words(
+                [{"from": "human", "value": f"<image>\n{instruction_text(item.question)}"},
+                 {"from": "gpt", "value": item.question.answer}], item.scene)
             items.append((kind, *_tokenized(parts.processor, conversation)))
     return items
 

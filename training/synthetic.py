@@ -419,6 +419,13 @@ def draw_instruction_row(rng: random.Random, *, grid: int, held_out: set, multi_
     return scene, _stage2_turns(scene, rng, n_turns, first)
 
 
+def with_scene_in_words(conversations: list[dict[str, str]], scene: Scene) -> list[dict[str, str]]:
+    """A row's turns with its ``<image>`` marker replaced by the scene's caption: the same questions
+    answerable from text alone (what a text-only LLM is pretrained or probed on)."""
+    first = conversations[0]["value"].replace("<image>", scene.caption(), 1)
+    return [{**conversations[0], "value": first}, *conversations[1:]]
+
+
 def held_out_signatures(*, seed: int, n_test: int, grid: int, image_size: int) -> set:
     """Layouts of the held-out test scenes of ``generate_synthetic_dataset`` with these arguments
     (what its training rows, and anything else trained for it, must not contain)."""

@@ -54,6 +54,8 @@ KIND_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 #: Categories asked only of scenes with exactly one shape ("the shape").
 SINGLE_SHAPE_CATEGORIES: frozenset[str] = frozenset({"colour_single", "shape_single"})
+#: Categories whose answer is a colour (the other attribute categories ask for a shape).
+COLOUR_CATEGORIES: frozenset[str] = frozenset({"colour_at", "colour_single"})
 
 #: LLaVA-1.5 answer-format suffixes (the training prompts).
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -88,12 +90,12 @@ class Question:
 def _attribute(scene: Scene, index: int, category: str) -> str:
     """The colour or shape name of the shape in cell ``index``."""
     shape = scene.cells[index]
-    return shape.colour if category in ("colour_at", "colour_single") else shape.shape
+    return shape.colour if category in COLOUR_CATEGORIES else shape.shape
 
 
 def _vocabulary(category: str) -> list[str]:
     """The possible answers of a colour or shape category."""
-    return sorted(COLOURS) if category in ("colour_at", "colour_single") else list(SHAPES)
+    return sorted(COLOURS) if category in COLOUR_CATEGORIES else list(SHAPES)
 
 
 def _pick_located_cell(scene: Scene, rng: random.Random, category: str) -> int:
@@ -187,7 +189,7 @@ def _attribute_yorn(scene: Scene, rng: random.Random, category: str, want_yes: b
         others = sorted({_attribute(scene, j, category) for j in scene.occupied()} - {truth})
         value = rng.choice(others or [v for v in _vocabulary(category) if v != truth])
     subject = "the shape" if single else f"the shape in the {scene.cell_name(index)}"
-    text = f"Is {subject} {value}?" if category in ("colour_at", "colour_single") else (
+    text = f"Is {subject} {value}?" if category in COLOUR_CATEGORIES else (
         f"Is {subject} {with_article(value)}?"
     )
     return f"{text} {YORN_SUFFIX}", "Yes" if want_yes else "No"

@@ -9,10 +9,11 @@ PIL's aliasing-free drawing primitives, so
   the scene back from the pixels alone (the questions are answerable from the image).
 
 Why a grid: about half of the questions of the dataset
-(:mod:`tg_llava_eval.training.synthetic_questions`) ask about *where* things are ("the shape in the top-left", "on the right"), so the answer depends
-on the part of the image the question names — exactly what TG-LLaVA's text guidance (TG-FOM mask,
-TG-DP perceiver) is meant to exploit; a location-agnostic model cannot beat chance on those. The
-others ask about the whole image (one-shape scenes, counts of all shapes).
+(:mod:`tg_llava_eval.training.synthetic_questions`) ask about *where* things are ("the shape in the
+top-left", "on the right"), so the answer depends on the part of the image the question names —
+exactly what TG-LLaVA's text guidance (TG-FOM mask, TG-DP perceiver) is meant to exploit; a
+location-agnostic model cannot beat chance on those. The others ask about the whole image
+(one-shape scenes, counts of all shapes).
 
 Everything here is pure Python + PIL; no torch.
 """

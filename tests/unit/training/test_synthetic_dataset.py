@@ -148,7 +148,12 @@ def test_the_row_drawers_serve_other_training_with_the_same_exclusions(dataset):
     tools/pretrain_tiny_components.py) keep out of it; kind= opens a row with that kind."""
     import random
 
-    from tg_llava_eval.training.synthetic import draw_caption_row, draw_instruction_row, held_out_signatures
+    from tg_llava_eval.training.synthetic import (
+        draw_caption_row,
+        draw_instruction_row,
+        held_out_signatures,
+        with_scene_in_words,
+    )
 
     held_out = held_out_signatures(seed=3, n_test=SMALL["n_test"], grid=dataset.card["grid"],
                                    image_size=SMALL["image_size"])
@@ -163,6 +168,9 @@ def test_the_row_drawers_serve_other_training_with_the_same_exclusions(dataset):
         assert scene.signature() not in held_out
         assert turns[0]["value"].startswith("<image>\n") and "\nA. " in turns[0]["value"]
         assert turns[1]["value"] in OPTION_LETTERS
+        in_words = with_scene_in_words(turns, scene)
+        assert in_words[0] == {"from": "human", "value": scene.caption() + turns[0]["value"][len("<image>"):]}
+        assert in_words[1:] == turns[1:] and turns[0]["value"].startswith("<image>")  # the input is not changed
 
 
 def test_card_counts_and_chance_levels(dataset):
