@@ -14,7 +14,9 @@ parser and merges the results:
 * **Duplicates.** The same score (same :meth:`ScoreRecord.key`) from two runs: the newest
   ``run_time`` wins and a warning names both files. The same file reached twice (a symlink, a
   path given twice) is read once.
-* **Identity.** Models no rule identifies keep an empty variant, with one warning per model.
+* **Identity.** Models no rule identifies keep an empty variant, with one warning per model. A
+  model the user mapping gives a display name (``name`` column, :mod:`.identity`) is recorded
+  under that name; :attr:`CollectResult.renamed` keeps its toolkit name (logged once per model).
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ class CollectResult:
         samples: Deduplicated per-sample predictions.
         skips: Files or parts deliberately not read (each was logged as a warning).
         duplicates: ``(kept source, dropped source)`` pairs resolved by "newest wins".
+        renamed: ``{(toolkit, toolkit model name): display name}`` for every model the user
+            mapping's ``name`` column renamed.
     """
 
     records: list[ScoreRecord] = field(default_factory=list)
     samples: list[SamplePrediction] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    renamed: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ def collect(
                 raise
             parsed.skip(error.path, f"malformed: {error.problem}")
     result.skips.extend(parsed.skips)
+    result.renamed = dict(sorted(parsed.renamed.items()))
+    for (toolkit, model), shown in result.renamed.items():
+        logger.info("%s model %r is recorded as %r (model mapping)", toolkit, model, shown)
     result.records, result.duplicates = newest_wins(parsed.records)
     result.samples, sample_duplicates = newest_wins(parsed.samples)
     result.duplicates.extend(sample_duplicates)

@@ -4,7 +4,8 @@ Score files name models the way their toolkit does (a VLMEvalKit preset such as
 ``TG-LLaVA-Qwen2-7B``, an lmms-eval ``pretrained=`` path). Tables need the project's identity of
 the model. It is resolved from declared data only — never from substrings of names (STYLE rule 6):
 
-1. an explicit user mapping (a CSV ``model,variant[,method,llm]``, exact model names);
+1. an explicit user mapping (a CSV ``model,variant[,method,llm,name]``, exact model names; see
+   :func:`read_model_mapping`);
 2. the run manifest ``tg_llava_run.json`` next to the outputs (:mod:`.manifest`), when it names a
    variant (a custom checkpoint's manifest has ``variant: null``);
 3. lmms-eval's ``variant=`` model argument;
@@ -14,6 +15,17 @@ the model. It is resolved from declared data only — never from substrings of n
 The variant then gives method, LLM and the ablation switches through :data:`VARIANTS`, unless
 the mapping or manifest overrides them. A model that nothing identifies keeps an empty variant;
 collect logs one warning per such model (its records are kept, never dropped).
+
+Display names. A toolkit names a model its own way, and the two toolkits name the same checkpoint
+differently (VLMEvalKit by its ``--model`` / config name, lmms-eval by the ``pretrained=`` path).
+The mapping's optional ``name`` column declares the name tables show for a toolkit model: its
+records and sample predictions carry ``model=<name>`` (:meth:`ModelIdentity.table_name`). Only an
+exact mapping match renames; nothing else does. The toolkit's own name stays traceable: each
+record's ``source`` is the file that states it (lmms-eval ``model_name``; the VLMEvalKit model
+folder), its ``manifest`` holds the run manifest's ``model_name`` and ``checkpoint`` when there is
+one, and ``collect`` reports every renaming (``CollectResult.renamed``, printed by the CLI). A name
+stands for one model: mapping rows that share a display name (a row without ``name`` displays as
+its ``model``) must resolve to the same variant, method and LLM, else the mapping is refused.
 """
 
 from __future__ import annotations
@@ -125,25 +137,50 @@ class ModelIdentity:
         llm: Canonical LLM label, ``""`` if unknown.
         resolved_by: Which rule decided (``mapping``, ``manifest``, ``model_args``, ``preset``,
             ``variant-name`` or ``unknown``), for logs and docs.
+        name: Display name declared by the user mapping's ``name`` column, ``""`` when none (the
+            records keep the toolkit's name).
     """
 
     variant: str
     method: str
     llm: str
     resolved_by: str
+    name: str = ""
+
+    def table_name(self, toolkit_model: str) -> str:
+        """The ``model`` that records and sample predictions carry: the declared display name,
+        else the toolkit's own name ``toolkit_model``."""
+        return self.name or toolkit_model
 
 
 @dataclass(frozen=True)
 class MappingEntry:
-    """One row of a user model mapping (empty method/llm = from the variant table)."""
+    """One row of a user model mapping.
+
+    Attributes:
+        variant: Project variant id.
+        method, llm: Overrides of the variant table's labels (``""`` = from the table).
+        name: Display name of the model in tables (``""`` = keep the toolkit's name).
+    """
 
     variant: str
     method: str = ""
     llm: str = ""
+    name: str = ""
+
+
+#: Columns of a model mapping CSV: required, then optional (matched by header name, any order).
+MAPPING_REQUIRED = ("model", "variant")
+MAPPING_OPTIONAL = ("method", "llm", "name")
 
 
 def read_model_mapping(path: str | Path) -> dict[str, MappingEntry]:
-    """Read a user mapping CSV with columns ``model,variant`` and optional ``method,llm``.
+    """Read a user mapping CSV with columns ``model,variant`` and optional ``method,llm,name``.
+
+    ``model`` is the toolkit's exact model name (VLMEvalKit model folder, lmms-eval ``model_name``
+    = the ``pretrained=`` path, or its sanitized folder name). ``name``, when given, is the name
+    tables show for that model (see the module docstring); several toolkit names may share one
+    display name (the same checkpoint seen by both toolkits) if they resolve to the same model.
 
     Args:
         path: The CSV file.
@@ -152,18 +189,30 @@ def read_model_mapping(path: str | Path) -> dict[str, MappingEntry]:
         ``{toolkit model name: MappingEntry}``.
 
     Raises:
-        ResultFileError: Unreadable file, missing columns, an empty model or variant, or a model
-            listed twice (named by line).
+        ResultFileError: Unreadable file, missing or unknown columns, an empty model or variant, a model
+            listed twice, or a display name given to models of different variant, method or LLM
+            (named by line).
     """
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
-            missing = [c for c in ("model", "variant") if c not in header]
+            missing = [c for c in MAPPING_REQUIRED if c not in header]
             if missing:
-                raise ResultFileError(path, f"missing column(s) {missing}; a model mapping needs model,variant[,method,llm]")
+                raise ResultFileError(
+                    path, f"missing column(s) {missing}; a model mapping needs model,variant[,method,llm,name]"
+                )
+            # A misspelt optional column (``Name``, ``display_name``) would silently rename nothing.
+            # Unnamed columns (a spreadsheet's trailing comma) are ignored.
+            unknown = [c for c in header if c and c not in MAPPING_REQUIRED + MAPPING_OPTIONAL]
+            if unknown:
+                raise ResultFileError(
+                    path, f"unknown column(s) {unknown}; a model mapping has model,variant[,method,llm,name]"
+                )
             mapping: dict[str, MappingEntry] = {}
+            # Display name -> (line, resolved variant/method/LLM) of the first row that uses it.
+            shown_as: dict[str, tuple[int, ModelIdentity]] = {}
             for line, row in enumerate(reader, start=2):
                 model = (row.get("model") or "").strip()
                 variant = (row.get("variant") or "").strip()
@@ -171,14 +220,44 @@ def read_model_mapping(path: str | Path) -> dict[str, MappingEntry]:
                     raise ResultFileError(path, f"line {line}: 'model' and 'variant' must not be empty")
                 if model in mapping:
                     raise ResultFileError(path, f"line {line}: model {model!r} is mapped twice")
-                mapping[model] = MappingEntry(
+                entry = MappingEntry(
                     variant=variant,
                     method=(row.get("method") or "").strip(),
                     llm=canonical_llm((row.get("llm") or "").strip()),
+                    name=(row.get("name") or "").strip(),
                 )
+                _check_display_name(path, line, model, entry, shown_as)
+                mapping[model] = entry
     except OSError as error:
         raise ResultFileError(path, f"cannot read model mapping: {error}") from None
     return mapping
+
+
+def _check_display_name(
+    path: Path, line: int, model: str, entry: MappingEntry, shown_as: dict[str, tuple[int, ModelIdentity]]
+) -> None:
+    """Refuse a display name that would stand for two different models in one table.
+
+    A row without ``name`` displays as its ``model``, so ``a,tiny,,,X`` and ``X,tiny-baseline``
+    conflict too. Rows are compared after completing method/LLM from the variant table, so a row
+    that spells out the table's labels agrees with one that leaves them empty.
+
+    Raises:
+        ResultFileError: The name is already used by an earlier row for another variant, method
+            or LLM (names both lines).
+    """
+    shown = entry.name or model
+    identity = _complete(entry.variant, entry.method, entry.llm, "mapping")
+    first = shown_as.setdefault(shown, (line, identity))
+    first_line, first_identity = first
+    if (first_identity.variant, first_identity.method, first_identity.llm) != (identity.variant, identity.method, identity.llm):
+        raise ResultFileError(
+            path,
+            f"line {line}: display name {shown!r} (model {model!r}: variant {identity.variant!r}, method "
+            f"{identity.method!r}, llm {identity.llm!r}) is already used on line {first_line} for variant "
+            f"{first_identity.variant!r}, method {first_identity.method!r}, llm {first_identity.llm!r}; one name "
+            f"in the tables must stand for one model",
+        )
 
 
 def resolve_identity(
@@ -200,14 +279,15 @@ def resolve_identity(
             (lmms-eval's ``model_name_sanitized``).
 
     Returns:
-        The identity; ``variant == ""`` when nothing identifies the model.
+        The identity; ``variant == ""`` when nothing identifies the model. ``name`` is set only
+        by a mapping row with a ``name`` (rule 1).
     """
     names = (model, *aliases)
     mapping = mapping or {}
     for name in names:
         if name in mapping:
             entry = mapping[name]
-            return _complete(entry.variant, entry.method, entry.llm, "mapping")
+            return _complete(entry.variant, entry.method, entry.llm, "mapping", entry.name)
     if manifest is not None and manifest.variant:
         if manifest.variant in VARIANTS:  # the table's method/LLM labels win (see .manifest)
             return _complete(manifest.variant, "", "", "manifest")
@@ -224,13 +304,13 @@ def resolve_identity(
     return ModelIdentity("", "", llm, "unknown")
 
 
-def _complete(variant: str, method: str, llm: str, resolved_by: str) -> ModelIdentity:
+def _complete(variant: str, method: str, llm: str, resolved_by: str, name: str = "") -> ModelIdentity:
     """Fill method/LLM from :data:`VARIANTS` where not given explicitly."""
     info = VARIANTS.get(variant)
     if info is not None:
         method = method or info.method
         llm = llm or info.llm
-    return ModelIdentity(variant, method, llm, resolved_by)
+    return ModelIdentity(variant, method, llm, resolved_by, name)
 
 
 def variant_switches(variant: str, manifest: RunManifest | None = None) -> VariantInfo | None:

@@ -95,6 +95,9 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
     manifest_path = find_run_manifest(path.parent)
     manifest = read_run_manifest(manifest_path) if manifest_path is not None else None
     identity = identify(ctx, model, manifest, model_args.get("variant", ""), aliases)
+    # The name records carry: a display name from the user mapping, else model_name itself (the
+    # results file, each record's source, keeps model_name either way).
+    shown = out.note_name(TOOLKIT_LMMS_EVAL, model, identity)
     run_time = _run_time(path, config)
     version = manifest.toolkit_version if manifest and manifest.toolkit_version else _version(data)
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
@@ -131,7 +134,7 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
             task_directions = directions.get(task) if isinstance(directions.get(task), dict) else {}
             records.append(
                 ScoreRecord(
-                    model=model, variant=identity.variant, method=identity.method, llm=identity.llm,
+                    model=shown, variant=identity.variant, method=identity.method, llm=identity.llm,
                     toolkit=TOOLKIT_LMMS_EVAL, toolkit_version=version,
                     benchmark=spec.name if spec is not None else task, dataset=task,
                     split=(dataset_entry.split or "") if dataset_entry is not None else "", category="",
@@ -152,7 +155,7 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
     if ctx.read_samples:
         for samples_path in samples_files(path):
             try:
-                out.samples.extend(_read_samples(samples_path, model, identity.variant, ctx, run_time))
+                out.samples.extend(_read_samples(samples_path, shown, identity.variant, ctx, run_time))
             except ResultFileError as error:
                 if strict:
                     raise

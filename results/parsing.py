@@ -29,7 +29,7 @@ class ParseContext:
 
     Attributes:
         registry: Benchmark registry (defaults + user specs).
-        mapping: User model mapping (exact toolkit model name -> variant).
+        mapping: User model mapping (exact toolkit model name -> variant, optional display name).
         read_samples: Whether to read per-sample predictions (for answer agreement).
     """
 
@@ -46,11 +46,14 @@ class ParsedOutput:
         records: Scores.
         samples: Per-sample predictions (empty unless requested and available).
         skips: Things deliberately not read, each already logged as a warning.
+        renamed: ``{(toolkit, toolkit model name): display name}`` for every model the user
+            mapping renamed (the records carry the display name; this keeps the toolkit's).
     """
 
     records: list[ScoreRecord] = field(default_factory=list)
     samples: list[SamplePrediction] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
+    renamed: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def skip(self, path: str | Path, reason: str) -> None:
         """Record and log a documented skip."""
@@ -59,10 +62,19 @@ class ParsedOutput:
         self.skips.append(item)
 
     def extend(self, other: "ParsedOutput") -> None:
-        """Append another output's records, samples and skips."""
+        """Append another output's records, samples, skips and renamings."""
         self.records.extend(other.records)
         self.samples.extend(other.samples)
         self.skips.extend(other.skips)
+        self.renamed.update(other.renamed)
+
+    def note_name(self, toolkit: str, model: str, identity: ModelIdentity) -> str:
+        """The name records of ``model`` carry (:meth:`ModelIdentity.table_name`); a renaming by
+        the user mapping is remembered in :attr:`renamed` (:mod:`.collect` logs it once)."""
+        shown = identity.table_name(model)
+        if shown != model:
+            self.renamed[(toolkit, model)] = shown
+        return shown
 
 
 def identify(

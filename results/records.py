@@ -52,8 +52,10 @@ class ScoreRecord:
 
     Attributes:
         model: The model's name as its toolkit wrote it (VLMEvalKit model folder such as
-            ``TG-LLaVA-Qwen2-7B``; lmms-eval ``model_name``, e.g. the ``pretrained=`` path), or a
-            descriptive name for a reported row (``"LLaVA-1.5 Vicuna-13B @336px/576tok"``).
+            ``TG-LLaVA-Qwen2-7B``; lmms-eval ``model_name``, e.g. the ``pretrained=`` path) unless
+            the user model mapping declares a display name for it (``name`` column, see
+            :mod:`.identity`; ``source`` still names the file that states the toolkit's name), or
+            a descriptive name for a reported row (``"LLaVA-1.5 Vicuna-13B @336px/576tok"``).
         variant: The project variant (``tg-llava-qwen2-7b``, ``llava-1.5-vicuna-13b``, ``tiny``,
             ...), or ``""`` when neither a mapping, a run manifest nor the preset table names it.
         method: ``TG-LLaVA``, ``LLaVA-1.5``, ``ConvLLaVA``, ... (``""`` when unknown).

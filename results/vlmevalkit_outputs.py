@@ -218,6 +218,8 @@ def parse_unit(unit: RunUnit, ctx: ParseContext, strict: bool = True) -> ParsedO
     model = unit.model_dir.name
     facts = _run_facts(unit)
     identity = identify(ctx, model, facts.manifest)
+    # File names use the folder's name; records and samples carry the mapping's display name if any.
+    shown = out.note_name(TOOLKIT_VLMEVALKIT, model, identity)
     by_name = {p.name: p for p in unit.files}
     datasets = set(facts.status.get("datasets", {})) if isinstance(facts.status.get("datasets"), dict) else set()
     predictions = {
@@ -252,7 +254,7 @@ def parse_unit(unit: RunUnit, ctx: ParseContext, strict: bool = True) -> ParsedO
             if frame is not None:
                 records = _with_sample_counts(records, frame)
                 if ctx.read_samples:
-                    out.samples.extend(_samples(frame, prediction, model, identity.variant, records[0].benchmark, dataset, facts.run_time))
+                    out.samples.extend(_samples(frame, prediction, shown, identity.variant, records[0].benchmark, dataset, facts.run_time))
         out.records.extend(records)
     _status_fallback(unit, facts, scored, model, identity, ctx, strict, out)
     return out
@@ -518,14 +520,15 @@ def _to_records(
     """Turn a file's values into records and mark its headline.
 
     The registry names the benchmark and may declare the split a split-less file stands for and
-    the headline; otherwise the family's default headline applies.
+    the headline; otherwise the family's default headline applies. ``model`` is the model folder's
+    name; the records carry ``identity.table_name(model)`` (the mapping's display name, if any).
     """
     spec, entry = ctx.registry.lookup(TOOLKIT_VLMEVALKIT, dataset)
     benchmark = spec.name if spec is not None else dataset
     default_split = entry.split if entry is not None and entry.split else ""
     records = [
         ScoreRecord(
-            model=model, variant=identity.variant, method=identity.method, llm=identity.llm,
+            model=identity.table_name(model), variant=identity.variant, method=identity.method, llm=identity.llm,
             toolkit=TOOLKIT_VLMEVALKIT, toolkit_version=facts.version, benchmark=benchmark, dataset=dataset,
             split=v.split or default_split, category=v.category, metric=v.metric, value=float(v.value),
             scale=v.scale, higher_is_better=True, n=v.n, primary=False, origin=ORIGIN_REPRODUCED,

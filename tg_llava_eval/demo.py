@@ -16,14 +16,17 @@ settings did not change, unless ``fresh=True``):
 4. **vlmevalkit** — every model through the real VLMEvalKit (``run.py --config``);
 5. **lmms-eval** — the TG model and the baseline through the real lmms-eval CLI
    (``--model tg_llava``), generation and log-likelihood tasks, side by side;
-6. **report** — ``tg-llava-eval collect`` + ``tg-llava-eval leaderboard`` (md, csv, xlsx, html +
-   charts), an ablation report and the accuracy-vs-chance table.
+6. **report** — ``tg-llava-eval collect`` (with a model mapping, ``report/models.csv``, that names
+   the lmms-eval rows, which lmms-eval names by checkpoint path, like the VLMEvalKit rows) +
+   ``tg-llava-eval leaderboard`` (md, csv, xlsx, html + charts), an ablation report and the
+   accuracy-vs-chance table.
 
 Everything is seeded: two runs give the same numbers.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import hashlib
@@ -47,6 +50,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: has ``question_prior``; 3: the report keeps the held-out counts), so that phases finished by an
 #: older version are redone, not misread.
 PHASE_FORMAT = 3
+#: Version of the report phase alone (collect + leaderboard); bumped when the report changes
+#: without its inputs changing (2: lmms-eval rows named through ``report/models.csv``), so that
+#: only the report is redone, not the training before it.
+REPORT_FORMAT = 2
 #: Significance level of the one-sided binomial test that calls an accuracy "above chance".
 ABOVE_CHANCE_ALPHA = 0.05
 #: The pretrained tiny CLIP (``clip/``) and LLM (``llm/``) the trained models are assembled from,
@@ -333,6 +340,31 @@ def benchmark_specs(card: dict) -> dict:
     return {"benchmarks": benchmarks}
 
 
+def write_model_mapping(models: dict, path: Path) -> Path:
+    """The ``collect --models`` CSV of the demo: each model's checkpoint path -> its variant and
+    its name in the tables (``model,variant,name``).
+
+    lmms-eval names a model by its ``pretrained=`` path; VLMEvalKit by the config's model name,
+    which is already the demo's table name. Mapping the path to that name puts both toolkits'
+    rows of one model under one name (see ``docs/results.md``, "Model mapping").
+
+    Args:
+        models: ``{table name: {"variant": ..., "checkpoint": ...}}`` (the train and ablate phases'
+            results).
+        path: The CSV to write.
+
+    Returns:
+        ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "variant", "name"])
+        for name, info in sorted(models.items()):
+            writer.writerow([info["checkpoint"], info["variant"], name])
+    return path
+
+
 def _report(models: dict, data: dict, eval_dirs: dict, out: Path) -> dict:
     from .cli import main as cli_main
     from .results import read_records_csv
@@ -341,9 +373,10 @@ def _report(models: dict, data: dict, eval_dirs: dict, out: Path) -> dict:
     specs = out / "report" / "benchmarks.json"
     specs.parent.mkdir(parents=True, exist_ok=True)
     specs.write_text(json.dumps(benchmark_specs(card), indent=2))
+    mapping = write_model_mapping(models, out / "report" / "models.csv")
     results_csv = out / "report" / "results.csv"
     if cli_main(["collect", eval_dirs["vlmevalkit"], eval_dirs["lmms_eval"], "-o", str(results_csv),
-                 "--benchmarks", str(specs)]) != 0:
+                 "--benchmarks", str(specs), "--models", str(mapping)]) != 0:
         raise RuntimeError("tg-llava-eval collect failed (see the log above)")
     board = out / "report" / "leaderboard"
     if cli_main(["leaderboard", str(results_csv), "-o", str(board), "--formats", "md,csv,xlsx,html,png",
@@ -499,7 +532,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
     lmms_dir = phases.run("lmms-eval", train_fp + str(settings.lmms_batch_size),
                           lambda: _lmms_eval(trained, data, out, settings.lmms_batch_size),
                           outputs=(out / "eval" / "lmms_eval",))
-    report = phases.run("report", train_fp + str(settings.lmms_batch_size),
+    report = phases.run("report", train_fp + str(settings.lmms_batch_size) + f"-report{REPORT_FORMAT}",
                         lambda: _report(all_models, data, {"vlmevalkit": vlm_dir, "lmms_eval": lmms_dir}, out))
 
     rows = _accuracy_rows(report)
@@ -521,4 +554,5 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
                       ablation_path, rows, summary_path)
 
 
-__all__ = ["DemoSettings", "DemoResult", "run_demo", "benchmark_specs", "TRAINED", "INFERENCE_ABLATIONS"]
+__all__ = ["DemoSettings", "DemoResult", "run_demo", "benchmark_specs", "write_model_mapping", "TRAINED",
+           "INFERENCE_ABLATIONS"]

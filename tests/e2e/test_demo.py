@@ -49,6 +49,26 @@ def test_every_artefact_exists_and_parses(demo_out):
             assert (demo_out / "models" / variant / stage / "model.safetensors").exists()
 
 
+def test_both_toolkits_name_the_models_alike(demo_out):
+    # lmms-eval names a model by its pretrained= path; report/models.csv gives it the table name.
+    board = demo_out / "report" / "leaderboard"
+    main_lmms = pd.read_csv(board / "csv" / "main_lmms_eval.csv")
+    assert set(main_lmms["Model"]) == {"TG-LLaVA-tiny", "LLaVA-1.5-tiny"}
+    for name, variant in (("TG-LLaVA-tiny", "tiny"), ("LLaVA-1.5-tiny", "tiny-baseline")):
+        assert set(main_lmms[main_lmms["Model"] == name]["Variant"]) == {variant}
+    markdown = (board / "leaderboard.md").read_text()
+    assert str(demo_out / "models") not in markdown  # no row is named by a checkpoint path
+    records = pd.read_csv(demo_out / "report" / "results.csv")
+    reproduced = records[records["origin"] == "reproduced"]
+    assert not any(model.startswith("/") for model in reproduced["model"])
+    assert set(reproduced[reproduced["toolkit"] == "lmms-eval"]["model"]) == {"TG-LLaVA-tiny", "LLaVA-1.5-tiny"}
+    samples = pd.read_csv(demo_out / "report" / "results.samples.csv")
+    assert set(samples[samples["toolkit"] == "lmms-eval"]["model"]) == {"TG-LLaVA-tiny", "LLaVA-1.5-tiny"}
+    # The answers of both toolkits still meet: the agreement table compares them per variant.
+    agreement = pd.read_csv(board / "csv" / "toolkit_agreement.csv")
+    assert set(agreement["Variant"]) == {"tiny", "tiny-baseline"} and (agreement["Samples compared"] > 0).all()
+
+
 def test_both_models_start_from_the_packaged_pretrained_parts(demo_out):
     from safetensors.torch import load_file
 

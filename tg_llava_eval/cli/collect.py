@@ -48,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="records CSV to write (e.g. results.csv)")
     parser.add_argument("--samples", type=Path, default=None, help="samples CSV (default: <output stem>.samples.csv)")
     parser.add_argument("--no-samples", action="store_true", help="do not read per-sample predictions")
-    parser.add_argument("--models", type=Path, default=None, help="CSV model,variant[,method,llm] mapping toolkit model names")
+    parser.add_argument(
+        "--models", type=Path, default=None, metavar="CSV",
+        help="model mapping CSV model,variant[,method,llm,name]: exact toolkit model names (VLMEvalKit model folder, "
+             "lmms-eval pretrained= path) -> project variant; 'name' sets the name the tables show",
+    )
     parser.add_argument("--benchmarks", type=Path, default=None, help="JSON with extra benchmark specs (docs/results.md)")
     parser.add_argument("--skip-bad", action="store_true", help="skip malformed files with a warning instead of failing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -66,9 +70,10 @@ def _progress(disabled: bool):
 def run(args: argparse.Namespace) -> int:
     """Run ``collect``; returns the exit status.
 
-    Prints what was written (records, samples), how many duplicates were resolved and every
-    skipped item, so nothing that was not turned into a record goes unmentioned. A bad input is
-    logged as an error naming the file and gives status 1 without writing any output.
+    Prints what was written (records, samples), which models the mapping renamed (toolkit name
+    -> display name), how many duplicates were resolved and every skipped item, so nothing that
+    was not turned into a record goes unmentioned. A bad input (a malformed mapping row included)
+    is logged as an error naming the file and gives status 1 without writing any output.
     """
     try:
         registry = BenchmarkRegistry()
@@ -86,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         samples_path = args.samples or samples_path_for(args.output)
         write_samples_csv(result.samples, samples_path)
         lines.append(f"wrote {len(result.samples)} sample prediction(s) to {samples_path}")
+    if result.renamed:
+        lines.append(f"{len(result.renamed)} model(s) renamed by {args.models}:")
+        lines.extend(f"  {toolkit} {model!r} -> {shown!r}" for (toolkit, model), shown in result.renamed.items())
     if result.duplicates:
         lines.append(f"{len(result.duplicates)} duplicate score(s) resolved (newest run wins; see warnings)")
     if result.skips:

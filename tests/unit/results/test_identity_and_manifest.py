@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tg_llava_eval.results import ModelIdentity, RunManifest, ResultFileError, read_model_mapping, read_run_manifest, resolve_identity, write_run_manifest
-from tg_llava_eval.results.identity import VARIANTS, variant_switches
+from tg_llava_eval.results.identity import VARIANTS, MappingEntry, variant_switches
 from tg_llava_eval.results.manifest import MANIFEST_NAME, find_run_manifest
 
 
@@ -56,19 +56,64 @@ def test_model_mapping_csv(tmp_path):
     assert resolve_identity("tg_llava", mapping=mapping).method == "TG-LLaVA"
 
 
+def test_model_mapping_display_names(tmp_path):
+    path = tmp_path / "models.csv"
+    # Columns by header name; lmms-eval's path and VLMEvalKit's folder of one checkpoint share a
+    # display name (the VLMEvalKit row spells out the table's labels: still the same model).
+    path.write_text(
+        "name,model,variant,llm,method\n"
+        "TG-LLaVA-tiny,/ckpts/tiny/stage2,tiny,,\n"
+        "TG-LLaVA-tiny,TG-LLaVA-tiny-folder,tiny,tiny,TG-LLaVA\n"
+        ",/ckpts/base/stage2,tiny-baseline,,\n"
+    )
+    mapping = read_model_mapping(path)
+    assert mapping["/ckpts/tiny/stage2"] == MappingEntry("tiny", name="TG-LLaVA-tiny")
+    assert mapping["/ckpts/base/stage2"].name == ""
+    identity = resolve_identity("/ckpts/tiny/stage2", mapping=mapping)
+    assert (identity.variant, identity.resolved_by, identity.name) == ("tiny", "mapping", "TG-LLaVA-tiny")
+    assert identity.table_name("/ckpts/tiny/stage2") == "TG-LLaVA-tiny"
+    # Found through an exact alias (lmms-eval's sanitized name) too.
+    assert resolve_identity("/elsewhere", mapping=mapping, aliases=("/ckpts/tiny/stage2",)).name == "TG-LLaVA-tiny"
+    # No name: the toolkit's name stays, as for every rule other than the mapping.
+    assert resolve_identity("/ckpts/base/stage2", mapping=mapping).table_name("/ckpts/base/stage2") == "/ckpts/base/stage2"
+    assert resolve_identity("tiny-no-fom", mapping=mapping).table_name("tiny-no-fom") == "tiny-no-fom"
+
+
+def test_a_display_name_is_never_guessed(tmp_path):
+    path = tmp_path / "models.csv"
+    path.write_text("model,variant,name\n/ckpts/tiny/stage2,tiny,TG-LLaVA-tiny\n")
+    mapping = read_model_mapping(path)
+    for near in ("/ckpts/tiny/stage2/", "/ckpts/tiny", "ckpts/tiny/stage2", "/CKPTS/tiny/stage2"):
+        assert resolve_identity(near, mapping=mapping).name == ""
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
         ("name,variant\na,b\n", r"missing column\(s\) \['model'\]"),
         ("model,variant\na,\n", "line 2: 'model' and 'variant' must not be empty"),
         ("model,variant\na,tiny\na,tiny-baseline\n", "line 3: model 'a' is mapped twice"),
+        ("model,variant,display_name\na,tiny,A\n", r"unknown column\(s\) \['display_name'\]"),
+        # One display name for two different models, by variant, by method, or through a row
+        # without 'name' (it displays as its model).
+        ("model,variant,name\na,tiny,X\nb,tiny,X\nc,tiny-baseline,X\n",
+         "line 4: display name 'X' .*variant 'tiny-baseline'.* already used on line 2 for variant 'tiny'"),
+        ("model,variant,method,name\na,my-run,A,X\nb,my-run,B,X\n", "line 3: display name 'X' .*method 'B'.*line 2"),
+        ("model,variant,name\na,tiny,X\nX,tiny-baseline,\n", "line 3: display name 'X' \\(model 'X'"),
     ],
 )
 def test_bad_model_mapping(tmp_path, text, message):
     path = tmp_path / "models.csv"
     path.write_text(text)
-    with pytest.raises(ResultFileError, match=message):
+    with pytest.raises(ResultFileError, match=message) as error:
         read_model_mapping(path)
+    assert str(path) in str(error.value)
+
+
+def test_unnamed_trailing_column_is_not_an_unknown_column(tmp_path):
+    path = tmp_path / "models.csv"
+    path.write_text("model,variant,name,\na,tiny,A,\n")
+    assert read_model_mapping(path) == {"a": MappingEntry("tiny", name="A")}
 
 
 def test_manifest_round_trip_and_lookup(tmp_path):
