@@ -73,7 +73,7 @@ from tg_llava_eval.training.synthetic import (
     make_test_items,
     with_scene_in_words,
 )
-from tg_llava_eval.training.synthetic_questions import instruction_text
+from tg_llava_eval.training.synthetic_questions import Question, as_mcq, instruction_text
 from tg_llava_eval.training.synthetic_scenes import COLOURS, SHAPES, render_scene
 from tg_llava_eval.variants import get_variant
 
@@ -89,6 +89,14 @@ CHUNK = 2000
 MAX_GRAD_NORM = 1.0
 #: Share of the LLM pool that is stage-1 caption requests (the rest: stage-2 rows).
 CAPTION_SHARE = 0.3
+#: Question texts of the option-lookup drills (``{}``: the option's text).
+LOOKUP_QUESTIONS = ('Which option is "{}"?', "Which option says {}?", "The answer is {}. Which option is it?")
+#: Vocabularies of the option-lookup drills: what the demo's MCQ options are made of.
+LOOKUP_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "colour": tuple(sorted(COLOURS)), "shape": tuple(SHAPES), "count": tuple(str(n) for n in range(GRID * GRID + 1))}
+#: Option-lookup drills per vocabulary in the evaluation (their own random stream; the drills are
+#: few enough that these measure the learned format, not generalisation).
+LOOKUP_EVAL_ITEMS = 60
 #: Rows scored per forward pass when evaluating.
 EVAL_BATCH = 256
 #: CLIP items held out for evaluation: the pool's last ones, never trained on.
@@ -139,6 +147,28 @@ def _tokenized(processor: TGLlavaProcessor, conversations: list[dict[str, str]])
     return np.asarray(input_ids, np.int32), np.asarray(labels, np.int32)
 
 
+def lookup_conversation(rng: random.Random, vocabulary: Optional[str] = None) -> list[dict[str, str]]:
+    """An option-lookup drill: a text-only MCQ whose question names the answer's text.
+
+    The demo's MCQs ask the model to find the option that holds what it read from the image and to
+    answer with that option's letter; the drill isolates the second hop (find the named text among
+    the options, answer its letter) on the same vocabularies and in the same format, as the
+    MCQ-format text in a real LLM's instruction data does. No scene is involved.
+
+    Args:
+        rng: randomness for the vocabulary (unless given), the answer, the options and the wording.
+        vocabulary: a key of :data:`LOOKUP_VOCABULARIES`; default drawn uniformly.
+    """
+    if vocabulary is None:
+        vocabulary = rng.choice(tuple(LOOKUP_VOCABULARIES))
+    words = list(LOOKUP_VOCABULARIES[vocabulary])
+    answer = rng.choice(words)
+    options, letter = as_mcq(rng, answer, words)
+    question = Question("mcq", f"lookup_{vocabulary}", rng.choice(LOOKUP_QUESTIONS).format(answer), options, letter,
+                        answer)
+    return [{"from": "human", "value": instruction_text(question)}, {"from": "gpt", "value": letter}]
+
+
 def _llm_chunk(chunk: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``CHUNK`` tokenised text conversations: ``(input_ids, labels)`` as int32 arrays."""
     rng = _chunk_rng("llm", _WORKER["seed"], chunk)
@@ -148,6 +178,8 @@ def _llm_chunk(chunk: int) -> list[tuple[np.ndarray, np.ndarray]]:
         draw = rng.random()
         if draw < CAPTION_SHARE:
             scene, conversations = draw_caption_row(rng, grid=GRID, held_out=held_out)
+        elif draw >= 1.0 - _WORKER["lookup_share"]:
+            scene, conversations = None, lookup_conversation(rng)
         else:
             # Rows opened by an MCQ question beyond the stage-2 share (--mcq-share): the option-letter
             # lookup is the format the tiny LLM learns last (docs/demo.md).
@@ -205,7 +237,8 @@ def _pad(rows: list[np.ndarray], value: int, device: torch.device) -> torch.Tens
 
 
 def _llm_held_out(parts: Parts) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The demo's held-out questions with the scene written out: ``(kind, input_ids, labels)``."""
+    """``(label, input_ids, labels)``: the demo's held-out questions with the scene written out
+    (label ``kind/category``) and option-lookup drills (``lookup/<vocabulary>``)."""
     settings = DemoSettings()
     items = []
     for kind in ("mcq", "yorn", "vqa"):
@@ -214,13 +247,17 @@ def _llm_held_out(parts: Parts) -> list[tuple[str, np.ndarray, np.ndarray]]:
             conversation = with_scene_in_words(
                 [{"from": "human", "value": f"<image>\n{instruction_text(item.question)}"},
                  {"from": "gpt", "value": item.question.answer}], item.scene)
-            items.append((kind, *_tokenized(parts.processor, conversation)))
+            items.append((f"{kind}/{item.question.category}", *_tokenized(parts.processor, conversation)))
+    rng = random.Random("tiny-components:lookup-eval")
+    for vocabulary in LOOKUP_VOCABULARIES:
+        for _ in range(LOOKUP_EVAL_ITEMS):
+            items.append((f"lookup/{vocabulary}", *_tokenized(parts.processor, lookup_conversation(rng, vocabulary))))
     return items
 
 
 @torch.no_grad()
 def _llm_accuracy(model, items, pad_id: int, device: torch.device) -> dict[str, float]:
-    """Teacher-forced first-answer-token accuracy (%) per question kind."""
+    """Teacher-forced first-answer-token accuracy (%) per label (``kind/category``) and per kind."""
     model.eval()
     right: dict[str, list[bool]] = collections.defaultdict(list)
     for start in range(0, len(items), EVAL_BATCH):
@@ -228,11 +265,13 @@ def _llm_accuracy(model, items, pad_id: int, device: torch.device) -> dict[str, 
         input_ids = _pad([ids for _, ids, _ in chunk], pad_id, device)
         labels = _pad([lab for _, _, lab in chunk], IGNORE_INDEX, device)
         logits = model(input_ids=input_ids, attention_mask=(input_ids != pad_id) | (labels != IGNORE_INDEX)).logits
-        for row, (kind, _, _) in enumerate(chunk):
+        for row, (label, _, _) in enumerate(chunk):
             first = int((labels[row] != IGNORE_INDEX).nonzero()[0])
-            right[kind].append(bool(logits[row, first - 1].argmax() == labels[row, first]))
+            hit = bool(logits[row, first - 1].argmax() == labels[row, first])
+            right[label].append(hit)
+            right[label.split("/")[0]].append(hit)
     model.train()
-    return {kind: round(100 * sum(v) / len(v), 1) for kind, v in sorted(right.items())}
+    return {label: round(100 * sum(v) / len(v), 1) for label, v in sorted(right.items())}
 
 
 def pretrain_llm(parts: Parts, args, device: torch.device,
@@ -271,8 +310,8 @@ def pretrain_llm(parts: Parts, args, device: torch.device,
             accuracy = _llm_accuracy(model, held_out, pad_id, device)
             curve.append({"step": step, "loss": round(loss.item(), 4),
                           "seconds": round(time.perf_counter() - start, 1), "accuracy": accuracy})
-            logger.info("LLM step %d (%.0f s): loss %.3f, held-out %s", step, curve[-1]["seconds"], loss.item(),
-                        accuracy)
+            logger.info("LLM step %d (%.0f s): loss %.3f, held-out %s (per category in the record)", step,
+                        curve[-1]["seconds"], loss.item(), {k: v for k, v in accuracy.items() if "/" not in k})
             if save_to is not None:  # a usable part at every evaluation point of a long run
                 model.save_pretrained(save_to)
     return model.cpu().eval(), curve
@@ -436,6 +475,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "instead of random weights; use another --seed to draw new conversations")
     parser.add_argument("--mcq-share", type=float, default=0.0,
                         help="extra share of the LLM pool opened by an MCQ question (the rest: captions, stage-2 rows)")
+    parser.add_argument("--lookup-share", type=float, default=0.0,
+                        help="share of the LLM pool that is option-lookup drills (text MCQs naming the answer)")
     parser.add_argument("--clip-steps", type=int, default=5000)
     parser.add_argument("--clip-batch", type=int, default=512)
     parser.add_argument("--clip-lr", type=float, default=1e-3)
@@ -458,7 +499,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     settings = DemoSettings()
     if not 0.0 <= args.mcq_share <= 1.0 - CAPTION_SHARE:
         parser.error(f"--mcq-share {args.mcq_share}: must be in [0, {1.0 - CAPTION_SHARE}]")
+    if not 0.0 <= args.lookup_share <= 1.0 - CAPTION_SHARE - args.mcq_share:
+        parser.error(f"--lookup-share {args.lookup_share}: must be in [0, {1.0 - CAPTION_SHARE - args.mcq_share}] "
+                     f"(with --mcq-share {args.mcq_share})")
     _WORKER.update(seed=args.seed, processor=parts.processor, image_size=settings.image_size, mcq_share=args.mcq_share,
+                   lookup_share=args.lookup_share,
                    held_out=held_out_signatures(seed=settings.seed, n_test=settings.n_test, grid=GRID,
                                                 image_size=settings.image_size))
     args.out.mkdir(parents=True, exist_ok=True)

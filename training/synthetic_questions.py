@@ -195,7 +195,7 @@ def _attribute_yorn(scene: Scene, rng: random.Random, category: str, want_yes: b
     return f"{text} {YORN_SUFFIX}", "Yes" if want_yes else "No"
 
 
-def _as_mcq(rng: random.Random, answer: str, vocabulary: list[str]) -> tuple[tuple[str, ...], str]:
+def as_mcq(rng: random.Random, answer: str, vocabulary: list[str]) -> tuple[tuple[str, ...], str]:
     """Four options (the answer + three distractors from ``vocabulary``) and the answer letter."""
     distractors = rng.sample([v for v in vocabulary if v != answer], len(OPTION_LETTERS) - 1)
     options = distractors + [answer]
@@ -248,7 +248,7 @@ def make_question(
         text, answer_text, vocabulary = _attribute_question(scene, rng, category)
     if kind == "vqa":
         return Question(kind, category, text, (), answer_text, answer_text)
-    options, letter = _as_mcq(rng, answer_text, vocabulary)
+    options, letter = as_mcq(rng, answer_text, vocabulary)
     return Question(kind, category, text, options, letter, answer_text)
 
 

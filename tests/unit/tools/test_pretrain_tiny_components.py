@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from tg_llava_eval.create import assemble_checkpoint
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
+from tg_llava_eval.training.synthetic_questions import MCQ_SUFFIX
 
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "pretrain_tiny_components.py"
 
@@ -32,13 +34,16 @@ def test_a_short_run_writes_parts_the_demo_presets_assemble_from(tool, tmp_path:
     small = ["--out", str(out), "--workers", "1", "--eval-every", "2", "--llm-steps", "2", "--llm-batch", "4",
              "--llm-pool", "10", "--clip-steps", "2", "--clip-batch", "8", "--clip-pool", "10"]
     assert tool.main(small + ["--parts", "clip"]) == 0
-    assert tool.main(small + ["--parts", "llm"]) == 0
+    assert tool.main(small + ["--parts", "llm", "--lookup-share", "0.5"]) == 0
     record = json.loads((out / "pretraining.json").read_text())
     # Separate runs keep one entry per part, each with its command and curve.
     assert set(record) == {"clip", "llm"}
-    assert record["llm"]["command"].endswith("--parts llm") and record["clip"]["command"].endswith("--parts clip")
-    assert [p["step"] for p in record["clip"]["curve"]] == [2] and set(record["llm"]["curve"][0]["accuracy"]) == {
-        "mcq", "vqa", "yorn"}
+    assert record["llm"]["command"].endswith("--parts llm --lookup-share 0.5") and record["clip"]["command"].endswith("--parts clip")
+    assert [p["step"] for p in record["clip"]["curve"]] == [2]
+    # The LLM's curve has each question kind, each kind's categories and the option-lookup drills.
+    accuracy = record["llm"]["curve"][0]["accuracy"]
+    assert {"mcq", "vqa", "yorn", "lookup", "mcq/colour_single", "yorn/exists_in_region", "lookup/colour",
+            "lookup/count"} <= set(accuracy)
     assert record["llm"]["held_out_layouts_excluded"] > 0
 
     checkpoint = assemble_checkpoint("tiny", tmp_path / "tiny", vision=out / "clip", llm=out / "llm")
@@ -54,3 +59,18 @@ def test_the_pixels_it_trains_on_are_the_processors(tool):
     tool.check_pixels(parts, data)  # raises when the on-device normalisation drifts from the processor's
     # Cell labels follow the patches: the patch grid is 4x4 over a 2x2 grid of cells.
     assert tool._patch_cells(56, 14).tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+
+
+def test_option_lookup_drills_name_the_answer_among_four_options(tool):
+    conversation = tool.lookup_conversation(random.Random(0), "colour")
+    question, answer = conversation[0]["value"], conversation[1]["value"]
+    lines = question.split("\n")
+    options = dict(line.split(". ", 1) for line in lines[1:5])
+    assert list(options) == ["A", "B", "C", "D"] and lines[-1] == MCQ_SUFFIX
+    named = options[answer]
+    assert named in tool.LOOKUP_VOCABULARIES["colour"] and set(options.values()) <= set(tool.LOOKUP_VOCABULARIES["colour"])
+    assert lines[0] in {template.format(named) for template in tool.LOOKUP_QUESTIONS}
+    # Without a vocabulary one is drawn; every vocabulary occurs.
+    rng = random.Random(1)
+    drawn = {tool.lookup_conversation(rng)[0]["value"].split("\n")[1].split(". ", 1)[1] for _ in range(60)}
+    assert drawn & set(tool.LOOKUP_VOCABULARIES["shape"]) and drawn & set(tool.LOOKUP_VOCABULARIES["count"])
