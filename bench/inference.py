@@ -113,6 +113,28 @@ def tiny_latencies(workdir: Path, repeats: int) -> dict:
     }
 
 
+def _time_on_cuda(model, inputs: dict, prompt_tokens: int, repeats: int, new_tokens: int = 64) -> dict:
+    """Prefill and greedy-decode throughput of one model on CUDA, and its peak memory."""
+
+    def prefill():
+        with torch.no_grad():
+            model(**inputs)
+        torch.cuda.synchronize()
+
+    def decode():
+        with torch.no_grad():
+            model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        torch.cuda.synchronize()
+
+    t_prefill = timed(prefill, repeats)
+    t_total = timed(decode, repeats)
+    return {
+        "prefill_tokens_per_s": prompt_tokens / t_prefill,
+        "decode_tokens_per_s": new_tokens / max(t_total - t_prefill, 1e-9),
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
+
+
 def real_dimensions(repeats: int) -> dict:
     """CLIP-L/336 + a 7B-shaped Qwen2 LLM, random weights, bf16, on CUDA."""
     results = {}
@@ -130,24 +152,7 @@ def real_dimensions(repeats: int) -> dict:
             guide_input_ids=torch.randint(0, 49000, (1, 20), device="cuda"),
             guide_attention_mask=torch.ones(1, 20, dtype=torch.long, device="cuda"),
         )
-
-        def prefill():
-            with torch.no_grad():
-                model(**inputs)
-            torch.cuda.synchronize()
-
-        def decode(new=64):
-            with torch.no_grad():
-                model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False)
-            torch.cuda.synchronize()
-
-        t_prefill = timed(prefill, repeats)
-        t_total = timed(decode, repeats)
-        results[name] = {
-            "prefill_tokens_per_s": prompt.shape[1] / t_prefill,
-            "decode_tokens_per_s": 64 / max(t_total - t_prefill, 1e-9),
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
-        }
+        results[name] = _time_on_cuda(model, inputs, prompt.shape[1], repeats)
         del model
         torch.cuda.empty_cache()
     return results

@@ -21,7 +21,8 @@ held-out sets is seen, and no held-out scene layout either):
   requests (the answer repeats the description) and stage-2 questions (MCQ, yes/no, short answers,
   multi-turn, text-only), tokenised exactly as training tokenises them. It learns the answer
   formats from text; the demo's training then has to teach both models to read the same facts from
-  image tokens.
+  image tokens. ``--lookup-share`` mixes in option-lookup drills (text MCQs whose question names
+  the answer: "Which option says red?"), the MCQ format without the scene.
 
 Everything is seeded; data are drawn from the generator's own samplers in fixed chunks, so the
 result does not depend on the number of worker processes (it does depend on the device: CPU and
@@ -89,8 +90,9 @@ CHUNK = 2000
 MAX_GRAD_NORM = 1.0
 #: Share of the LLM pool that is stage-1 caption requests (the rest: stage-2 rows).
 CAPTION_SHARE = 0.3
-#: Question texts of the option-lookup drills (``{}``: the option's text).
-LOOKUP_QUESTIONS = ('Which option is "{}"?', "Which option says {}?", "The answer is {}. Which option is it?")
+#: Question texts of the option-lookup drills (``{}``: the option's text). The word stands after a
+#: space, as in the options: the tiny BPE splits a quoted ``"red"`` into other tokens than `` red``.
+LOOKUP_QUESTIONS = ("Which option says {}?", "The answer is {}. Which option is it?")
 #: Vocabularies of the option-lookup drills: what the demo's MCQ options are made of.
 LOOKUP_VOCABULARIES: dict[str, tuple[str, ...]] = {
     "colour": tuple(sorted(COLOURS)), "shape": tuple(SHAPES), "count": tuple(str(n) for n in range(GRID * GRID + 1))}
