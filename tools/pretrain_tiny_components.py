@@ -90,9 +90,11 @@ CHUNK = 2000
 MAX_GRAD_NORM = 1.0
 #: Share of the LLM pool that is stage-1 caption requests (the rest: stage-2 rows).
 CAPTION_SHARE = 0.3
-#: Question texts of the option-lookup drills (``{}``: the option's text). The word stands after a
-#: space, as in the options: the tiny BPE splits a quoted ``"red"`` into other tokens than `` red``.
-LOOKUP_QUESTIONS = ("Which option says {}?", "The answer is {}. Which option is it?")
+#: Question texts of the option-lookup drills (``{}``: the option's text). In the quoted form the
+#: tiny BPE splits the word into other tokens than the option's (``"red"`` -> ``"``, ``re``, ``d``,
+#: ``"``; the option has `` red``): a harder drill, kept because the committed LLM was trained on
+#: these three forms.
+LOOKUP_QUESTIONS = ('Which option is "{}"?', "Which option says {}?", "The answer is {}. Which option is it?")
 #: Vocabularies of the option-lookup drills: what the demo's MCQ options are made of.
 LOOKUP_VOCABULARIES: dict[str, tuple[str, ...]] = {
     "colour": tuple(sorted(COLOURS)), "shape": tuple(SHAPES), "count": tuple(str(n) for n in range(GRID * GRID + 1))}
@@ -160,6 +162,9 @@ def lookup_conversation(rng: random.Random, vocabulary: Optional[str] = None) ->
     Args:
         rng: randomness for the vocabulary (unless given), the answer, the options and the wording.
         vocabulary: a key of :data:`LOOKUP_VOCABULARIES`; default drawn uniformly.
+
+    Returns:
+        The two turns (human: question, options, ``synthetic_questions.MCQ_SUFFIX``; gpt: the letter).
     """
     if vocabulary is None:
         vocabulary = rng.choice(tuple(LOOKUP_VOCABULARIES))
@@ -180,7 +185,7 @@ def _llm_chunk(chunk: int) -> list[tuple[np.ndarray, np.ndarray]]:
         draw = rng.random()
         if draw < CAPTION_SHARE:
             scene, conversations = draw_caption_row(rng, grid=GRID, held_out=held_out)
-        elif draw >= 1.0 - _WORKER["lookup_share"]:
+        elif draw >= 1.0 - _WORKER["lookup_share"]:  # the top of the range: --lookup-share drills
             scene, conversations = None, lookup_conversation(rng)
         else:
             # Rows opened by an MCQ question beyond the stage-2 share (--mcq-share): the option-letter
@@ -459,6 +464,19 @@ def _cpu_name() -> str:
     return f"{name} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads"
 
 
+def _init_record(llm_init: Optional[Path]) -> dict[str, Any]:
+    """``{"init": record}`` for a run that continued ``llm_init``: the record of the run that made it
+    (from the ``pretraining.json`` beside it, itself with its ``init``), so the committed record
+    holds the whole chain of runs; empty for a run from random weights."""
+    if llm_init is None:
+        return {}
+    previous = llm_init.parent / "pretraining.json"
+    entry = json.loads(previous.read_text()).get("llm") if previous.exists() else None
+    if entry is None:
+        logger.warning("%s: no record of how %s was made; the chain of runs is cut here", previous, llm_init)
+    return {"init": {"llm": str(llm_init), "record": entry}}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for clip/, llm/ and pretraining.json")
@@ -529,7 +547,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parts.tokenizer.save_pretrained(args.out / "llm")
         llm, curve = pretrain_llm(parts, args, device, save_to=args.out / "llm")
         llm.save_pretrained(args.out / "llm")
-        record["llm"] = {**run, "curve": curve}
+        record["llm"] = {**run, "curve": curve, **_init_record(args.llm_init)}
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     logger.info("wrote %s", args.out)
     return 0

@@ -79,6 +79,13 @@ def test_the_packaged_components_are_the_default_and_load(tmp_path: Path):
     assert Path(DemoSettings().components) == COMPONENTS_DIR
     record = json.loads((COMPONENTS_DIR / "pretraining.json").read_text())
     assert set(record) == {"clip", "llm"} and all(record[part]["command"].startswith("python tools/") for part in record)
+    # The LLM was pretrained in several runs: the record holds the chain back to random weights.
+    chain, run = [], record["llm"]
+    while run is not None:
+        chain.append(run)
+        run = run.get("init", {}).get("record")
+    assert len(chain) == 3 and chain[-1]["settings"].get("llm_init") is None  # the first run predates the flag
+    assert all(earlier["settings"]["llm_init"] is not None for earlier in chain[:-1])
     # Both presets assemble from them (strict loading: sizes match the presets).
     for variant in ("tiny", "tiny-baseline"):
         assemble_checkpoint(variant, tmp_path / variant, vision=COMPONENTS_DIR / "clip", llm=COMPONENTS_DIR / "llm")

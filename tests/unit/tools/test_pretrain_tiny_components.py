@@ -46,6 +46,13 @@ def test_a_short_run_writes_parts_the_demo_presets_assemble_from(tool, tmp_path:
             "lookup/count"} <= set(accuracy)
     assert record["llm"]["held_out_layouts_excluded"] > 0
 
+    # A continued run records the run it continued (the chain of a pretraining in several runs).
+    more = tmp_path / "more"
+    assert tool.main(small[2:] + ["--out", str(more), "--parts", "llm", "--llm-init", str(out / "llm"), "--seed", "1"]) == 0
+    continued = json.loads((more / "pretraining.json").read_text())["llm"]
+    assert continued["init"] == {"llm": str(out / "llm"), "record": record["llm"]}
+    assert "init" not in record["llm"]
+
     checkpoint = assemble_checkpoint("tiny", tmp_path / "tiny", vision=out / "clip", llm=out / "llm")
     model = TGLlavaForConditionalGeneration.from_pretrained(checkpoint)
     trained = tool.Qwen2ForCausalLM.from_pretrained(out / "llm")
