@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -177,22 +178,42 @@ def test_our_flags_are_checked_before_vlmevalkit_runs(tmp_path, tiny_checkpoint,
     assert not (tmp_path / "work").exists()
 
 
-def test_resume_does_not_reinfer_finished_rows(tmp_path, tiny_checkpoint, toolkit_env):
+def _kill_after_a_complete_dump(process: subprocess.Popen, dump: Path) -> dict:
+    """SIGKILL ``process`` (a crash mid-dataset) once ``dump`` holds a complete pickle; returns it.
+
+    VLMEvalKit writes its partial-results pickle in place (``pickle.dump(data, open(path, "wb"))``),
+    so the file exists empty or half-written for a moment at every save. The process is stopped
+    (SIGSTOP) while the file is read, so it cannot begin a rewrite between a good read and the kill.
+    """
     from vlmeval.smp import load
 
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        if dump.exists():
+            process.send_signal(signal.SIGSTOP)
+            try:
+                saved = load(str(dump))
+            except (EOFError, pickle.UnpicklingError, ValueError):  # caught mid-write: let it finish
+                process.send_signal(signal.SIGCONT)
+            else:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return saved
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"the first run ended (or timed out) before {dump} held a complete pickle")
+
+
+def test_resume_does_not_reinfer_finished_rows(tmp_path, tiny_checkpoint, toolkit_env):
     args = ["--model", MODEL, "--model-path", tiny_checkpoint, "--data", RESUME_NAME, "--judge", "exact_matching",
             *MAX_TOKENS, "--work-dir", tmp_path, "--verbose"]
     dump = tmp_path / MODEL / f"01_{RESUME_NAME}.pkl"
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen([sys.executable, str(RUN_PY), *map(str, args)], cwd=tmp_path, env=toolkit_env,
                                  stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not dump.exists() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)  # interrupted mid-dataset, as by a crash
-        first.wait()
+        saved = _kill_after_a_complete_dump(first, dump)
     first_calls = len(CALL_LINE.findall((tmp_path / "first.log").read_text()))
-    saved = load(str(dump))
     assert DUMP_EVERY <= len(saved) < RESUME_ROWS, (len(saved), first_calls)
     assert not (tmp_path / MODEL / f"{MODEL}_{RESUME_NAME}.xlsx").exists()
 
