@@ -143,19 +143,24 @@ def _components_digest(components: Optional[str]) -> Optional[str]:
     return digest.hexdigest()
 
 
-def _code_versions(settings: DemoSettings) -> dict[str, Any]:
-    """What besides the settings decides every phase: the stored format, the data generator's
-    version, the trained presets' configs and the pretrained parts' bytes, so that a demo folder
-    made by an older version of the package is redone, not reused."""
+def _code_versions() -> dict[str, Any]:
+    """What besides the settings decides every phase: the stored format and the data generator's
+    version, so that a demo folder made by an older version of the package is redone, not reused."""
     from .training.synthetic import GENERATOR_VERSION
 
-    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION, "presets": _preset_configs(),
-            "components": _components_digest(settings.components)}
+    return {"phase_format": PHASE_FORMAT, "generator_version": GENERATOR_VERSION}
 
 
-def _fingerprint(settings: DemoSettings, *fields: str) -> str:
-    """Hash of the settings a phase depends on and of :func:`_code_versions`."""
-    values = {f: getattr(settings, f) for f in fields} | _code_versions(settings)
+def _model_inputs(settings: DemoSettings) -> dict[str, Any]:
+    """What the trained models depend on besides the settings and the data: the trained presets'
+    configs and the pretrained parts' bytes (the data phase does not, so changing them redoes the
+    training and what follows it, not the data)."""
+    return {"presets": _preset_configs(), "components": _components_digest(settings.components)}
+
+
+def _fingerprint(settings: DemoSettings, *fields: str, **inputs: Any) -> str:
+    """Hash of the settings a phase depends on, of ``inputs`` and of :func:`_code_versions`."""
+    values = {f: getattr(settings, f) for f in fields} | _code_versions() | inputs
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -484,17 +489,26 @@ def _ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = T
                                 f"{verdict} the full model.")
     findings.append(_chance_finding(vlm))
     item_points = ", ".join(f"{100 / n:.1f}" for n in sizes)
+    start = ("assembled from a tiny CLIP and LLM pretrained on the synthetic domain, "
+             "tools/pretrain_tiny_components.py" if pretrained_parts else "random-initialised")
     lines += ["", "## Findings", "", *findings, "",
               f"Held-out items per benchmark: {', '.join(map(str, sizes))}, so one answer is {item_points} "
               "accuracy points: deltas of a few points are a few answers.",
               "Δ = row − full TG model, accuracy points. Inference-time switches reuse the trained TG weights "
               "with a module turned off (TG-DP off also removes its detail tokens from the LLM input), so they "
               "measure how much the trained model relies on that module, not what training without it gives.",
-              "These are tiny models (" + ("assembled from a tiny CLIP and LLM pretrained on the synthetic "
-                                          "domain, tools/pretrain_tiny_components.py" if pretrained_parts
-                                          else "random-initialised") +
-              ") trained for minutes on a synthetic task; the numbers show the machinery, not the paper's claims."]
+              f"These are tiny models ({start}) trained for minutes on a synthetic task; the numbers show the "
+              "machinery, not the paper's claims."]
     return "\n".join(lines) + "\n"
+
+
+def _phase_fingerprints(settings: DemoSettings) -> tuple[str, str]:
+    """Fingerprints of the data phase and of the training (which every later phase builds on)."""
+    data_fp = _fingerprint(settings, "seed", "n_stage1", "n_stage2", "n_test", "image_size")
+    train_fp = data_fp + _fingerprint(settings, "pretrain_steps", "finetune_steps", "batch_size",
+                                      "gradient_accumulation_steps", "pretrain_lr", "finetune_lr",
+                                      **_model_inputs(settings))
+    return data_fp, train_fp
 
 
 def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bool = False,
@@ -518,10 +532,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
         return {**{f: str(getattr(synth, f)) for f in fields}, "lmms_tasks": synth.lmms_tasks,
                 "vlmeval_datasets": synth.vlmeval_datasets}
 
-    data_fp = _fingerprint(settings, "seed", "n_stage1", "n_stage2", "n_test", "image_size")
+    data_fp, train_fp = _phase_fingerprints(settings)
     data = phases.run("data", data_fp, make_data)
-    train_fp = data_fp + _fingerprint(settings, "pretrain_steps", "finetune_steps", "batch_size",
-                                      "gradient_accumulation_steps", "pretrain_lr", "finetune_lr")
     trained = phases.run("train", train_fp, lambda: _train(settings, data, out),
                          outputs=tuple(out / "models" / variant for variant in TRAINED.values()))
     ablations = phases.run("ablate", train_fp, lambda: _ablate(trained, out),

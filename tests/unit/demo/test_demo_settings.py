@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -120,6 +121,24 @@ def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):
     assert newer != fingerprint
     assert phases.run("data", newer, lambda: calls.append(3) or {"n": 3}) == {"n": 3}
     assert calls == [1, 3] and phases.reused == ["data"]
+
+
+def test_other_parts_redo_the_training_but_not_the_data(tmp_path: Path):
+    from tg_llava_eval import demo
+
+    data_fp, train_fp = demo._phase_fingerprints(DemoSettings())
+    for other in (DemoSettings(components=None), DemoSettings(finetune_steps=301)):
+        other_data_fp, other_train_fp = demo._phase_fingerprints(other)
+        assert other_data_fp == data_fp and other_train_fp != train_fp
+    assert demo._phase_fingerprints(DemoSettings(n_stage2=9601))[0] != data_fp
+    # The parts enter through their bytes, not their folder's name.
+    copy = tmp_path / "parts"
+    shutil.copytree(demo.COMPONENTS_DIR, copy)
+    assert demo._phase_fingerprints(DemoSettings(components=str(copy)))[1] == train_fp
+    changed = tmp_path / "changed"  # another folder: the digest is computed once per folder and process
+    shutil.copytree(demo.COMPONENTS_DIR, changed)
+    (changed / "llm" / "generation_config.json").write_text("{}")
+    assert demo._phase_fingerprints(DemoSettings(components=str(changed)))[1] != train_fp
 
 
 def test_a_redone_phase_starts_without_its_old_outputs(tmp_path: Path):
