@@ -73,9 +73,6 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     return dataclasses.replace(settings, seed=args.seed, **overrides)
 
 
-
-
-
 def run(args: argparse.Namespace) -> int:
     import os
 
