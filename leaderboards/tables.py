@@ -33,7 +33,8 @@ import pandas as pd
 
 from tg_llava_eval.leaderboards.table import FORMAT_COUNT, FORMAT_DELTA, FORMAT_RATE, FORMAT_SCORE, Table
 from tg_llava_eval.results.benchmarks import BenchmarkRegistry
-from tg_llava_eval.results.identity import MAIN_LLMS, METHOD_LLAVA_15, METHOD_TG_LLAVA, variant_switches
+from tg_llava_eval.results.identity import MAIN_LLMS, variant_switches
+from tg_llava_eval.variants import METHOD_LLAVA_15, METHOD_TG_LLAVA
 from tg_llava_eval.results.manifest import RunManifest, parse_run_manifest
 from tg_llava_eval.results.records import (
     ORIGIN_REPORTED,

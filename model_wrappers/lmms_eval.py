@@ -70,7 +70,6 @@ from PIL import Image
 from tqdm import tqdm
 
 import tg_llava_eval
-from tg_llava_eval.errors import TGLlavaConfigError
 from tg_llava_eval.inference import TGLlavaEngine
 from tg_llava_eval.inference.requests import (
     GenerationRequest,
@@ -78,7 +77,8 @@ from tg_llava_eval.inference.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
-from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID
+from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID, registered_variants, wrapper_class_name
+from tg_llava_eval.variants import VARIANTS, Variant, check_variant
 
 logger = logging.getLogger(__name__)
 
@@ -95,16 +95,6 @@ IGNORED_GEN_KWARGS = frozenset({"image_aspect_ratio"})
 #: ``loglikelihood_as`` choices: what the first element of a log-likelihood pair is.
 LOGLIKELIHOOD_OUTPUTS = ("loss", "logprob")
 
-#: Checkpoint config fields that must agree with the declared ``variant`` (dotted = sub-config).
-VARIANT_CHECKED_FIELDS = (
-    "use_text_guided_mask",
-    "use_detail_perceiver",
-    "text_config.model_type",
-    "text_config.hidden_size",
-    "text_config.num_hidden_layers",
-    "vision_config.image_size",
-)
-
 VisualList = list[Any]
 
 
@@ -116,7 +106,7 @@ class TGLlava(lmms):
     Args:
         pretrained: Checkpoint directory (or hub id) loadable by ``TGLlavaEngine.from_pretrained``.
         variant: Name of a :mod:`tg_llava_eval.variants` variant. When given, the checkpoint's
-            config must match it (fields in ``VARIANT_CHECKED_FIELDS``); it is recorded in the
+            config must match it (``tg_llava_eval.variants.IDENTITY_FIELDS``); it is recorded in the
             run manifest. The per-variant model ids set it by default.
         conv_template: Conversation template name (``plain``, ``vicuna_v1``, ``llama_3``,
             ``qwen_2``); default: the checkpoint's own.
@@ -196,7 +186,10 @@ class TGLlava(lmms):
         config = self._engine.model.config
         declared = variant if variant is not None else self.default_variant
         if declared is not None:
-            check_checkpoint_matches_variant(config, declared, self.pretrained)
+            check_variant(
+                config, declared, source=self.pretrained,
+                hint="pass the right variant= in --model_args, or use --model tg_llava",
+            )
         #: Variant name: declared (``variant=`` or the model id's), else the checkpoint's own record.
         self.variant: str | None = declared if declared is not None else config.variant
         #: The LLM for the run manifest (kept after clean()): the variant's display name, else the
@@ -631,25 +624,23 @@ class TGLlava(lmms):
         super().clean()
 
 
-class TGLlavaVicuna13B(TGLlava):
-    """``--model tg_llava_vicuna_13b``: TG-LLaVA with Vicuna-13B (paper variant, checked)."""
+def _variant_wrapper(variant: Variant) -> type[TGLlava]:
+    """The subclass behind ``--model <variant.lmms_eval_id>``: :class:`TGLlava` with that variant as
+    its checked default (lmms-eval tells a model nothing about the name it was asked for)."""
+    return type(
+        wrapper_class_name(variant),
+        (TGLlava,),
+        {
+            "__doc__": f"``--model {variant.lmms_eval_id}``: {variant.description} (variant {variant.name}, checked).",
+            "__module__": __name__,
+            "model_id": variant.lmms_eval_id,
+            "default_variant": variant.name,
+        },
+    )
 
-    model_id = "tg_llava_vicuna_13b"
-    default_variant = "tg-llava-vicuna-13b"
 
-
-class TGLlavaLlama3_8B(TGLlava):
-    """``--model tg_llava_llama3_8b``: TG-LLaVA with Llama-3-8B (paper variant, checked)."""
-
-    model_id = "tg_llava_llama3_8b"
-    default_variant = "tg-llava-llama3-8b"
-
-
-class TGLlavaQwen2_7B(TGLlava):
-    """``--model tg_llava_qwen2_7b``: TG-LLaVA with Qwen2-7B (paper variant, checked)."""
-
-    model_id = "tg_llava_qwen2_7b"
-    default_variant = "tg-llava-qwen2-7b"
+# One class per registered id, named as the entry point's manifests name it.
+globals().update({wrapper_class_name(v): _variant_wrapper(v) for v in registered_variants()})
 
 
 # ---------------------------------------------------------------------- module-level helpers
@@ -699,34 +690,6 @@ def generation_settings(gen_kwargs: dict, task: str = "?") -> dict[str, Any]:
         "num_beams": num_beams,
         "stop": tuple(s for s in until if s),
     }
-
-
-def check_checkpoint_matches_variant(config: Any, variant_name: str, checkpoint: str) -> None:
-    """Check that a loaded checkpoint is the declared variant.
-
-    Args:
-        config: The checkpoint's ``TGLlavaConfig``.
-        variant_name: A :mod:`tg_llava_eval.variants` name.
-        checkpoint: Checkpoint path, for the message.
-
-    Raises:
-        TGLlavaConfigError: Listing every field of ``VARIANT_CHECKED_FIELDS`` that differs, with
-            the variant's and the checkpoint's values.
-        KeyError/ValueError: From ``get_variant`` for an unknown name.
-    """
-    from tg_llava_eval.variants import get_variant
-
-    expected = get_variant(variant_name).config()
-    mismatches = []
-    for field in VARIANT_CHECKED_FIELDS:
-        want, got = _dotted(expected, field), _dotted(config, field)
-        if want != got:
-            mismatches.append(f"{field}: variant {want!r}, checkpoint {got!r}")
-    if mismatches:
-        raise TGLlavaConfigError(
-            f"checkpoint {checkpoint} is not variant {variant_name!r}: " + "; ".join(mismatches)
-            + " (pass the right variant= in --model_args, or use --model tg_llava)"
-        )
 
 
 def cli_results_dir(argv: Sequence[str] | None = None) -> Path | None:
@@ -857,17 +820,8 @@ def _positive_int(value: Any, name: str) -> int:
     return number
 
 
-def _dotted(obj: Any, field: str) -> Any:
-    """``_dotted(config, "text_config.model_type")`` -> ``config.text_config.model_type`` (None if absent)."""
-    for part in field.split("."):
-        obj = getattr(obj, part, None)
-    return obj
-
-
 def _llm_name(variant: str | None, config: Any) -> str:
-    """The variant's LLM display name (``Qwen2-7B``), else the LLM's ``model_type``."""
-    from tg_llava_eval.variants import VARIANTS
-
+    """The variant's LLM display name (``Qwen2-7B-Instruct``), else the LLM's ``model_type``."""
     known = VARIANTS.get(variant) if variant is not None else None
     return known.llm if known is not None else config.text_config.model_type
 

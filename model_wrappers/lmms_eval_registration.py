@@ -28,14 +28,20 @@ Names registered (lmms-eval's ``--model`` value):
 
 * ``tg_llava`` (alias ``tg-llava``): any TG-LLaVA or LLaVA-1.5 checkpoint of this project; the
   variant is read from ``--model_args variant=...`` or left to the checkpoint.
-* one id per paper variant (aliases: the variant name and VLMEvalKit's display name, DESIGN §6):
-  ``tg_llava_vicuna_13b``, ``tg_llava_llama3_8b``, ``tg_llava_qwen2_7b``. Each resolves to a
-  subclass whose default ``variant`` is that paper variant, so the wrapper checks that the
-  checkpoint really is that model and records the variant in the run manifest. An alias of the
-  generic id could not do this: lmms-eval does not tell the model which name was used.
+* one id per catalogue variant that has one (:attr:`tg_llava_eval.variants.Variant.lmms_eval_id`:
+  ``tg_llava_qwen2_7b``, ``llava_1_5_qwen2_7b``, ``tg_llava_qwen2_7b_no_fom``, ... ; aliases: the
+  variant name and its VLMEvalKit name). Each resolves to a subclass whose default ``variant`` is
+  that variant (:func:`wrapper_class_name`, made in the wrapper module from the same catalogue), so
+  the wrapper checks that the checkpoint really is that model and records the variant in the run
+  manifest. An alias of the generic id could not do this: lmms-eval does not tell the model which
+  name was used.
+
+The catalogue (:mod:`tg_llava_eval.variants`) is plain data: importing it here costs no torch.
 """
 
 from __future__ import annotations
+
+from tg_llava_eval.variants import VARIANTS, Variant
 
 #: Module that holds the wrapper classes (imported by lmms-eval only when a run resolves the model).
 WRAPPER_MODULE = "tg_llava_eval.model_wrappers.lmms_eval"
@@ -44,15 +50,15 @@ WRAPPER_MODULE = "tg_llava_eval.model_wrappers.lmms_eval"
 MODEL_ID = "tg_llava"
 MODEL_ALIASES = ("tg-llava",)
 
-#: The paper variants: (lmms-eval model id, wrapper class name, aliases). The first alias is the
-#: variant name of :mod:`tg_llava_eval.variants` (a unit test checks it exists there); the second
-#: is the display name VLMEvalKit uses. Literal strings on purpose: importing ``variants`` here
-#: would pull transformers into every ``import lmms_eval.models``.
-PAPER_VARIANT_MODELS = (
-    ("tg_llava_vicuna_13b", "TGLlavaVicuna13B", ("tg-llava-vicuna-13b", "TG-LLaVA-Vicuna-13B")),
-    ("tg_llava_llama3_8b", "TGLlavaLlama3_8B", ("tg-llava-llama3-8b", "TG-LLaVA-Llama3-8B")),
-    ("tg_llava_qwen2_7b", "TGLlavaQwen2_7B", ("tg-llava-qwen2-7b", "TG-LLaVA-Qwen2-7B")),
-)
+
+def registered_variants() -> list[Variant]:
+    """The catalogue variants that have an lmms-eval model id of their own."""
+    return [variant for variant in VARIANTS.values() if variant.lmms_eval_id]
+
+
+def wrapper_class_name(variant: Variant) -> str:
+    """Name of the wrapper subclass of ``variant`` in :data:`WRAPPER_MODULE` (``TGLlava_tg_llava_qwen2_7b``)."""
+    return f"TGLlava_{variant.lmms_eval_id}"
 
 
 def manifests():
@@ -60,7 +66,7 @@ def manifests():
 
     Returns:
         list[lmms_eval.models.registry_v2.ModelManifest]: the generic ``tg_llava`` manifest first,
-        then one per paper variant. All are *simple* models (``is_simple = True``): lmms-eval's
+        then one per catalogue variant with an lmms-eval id. All are *simple* models (``is_simple = True``): lmms-eval's
         chat path cannot run ``multiple_choice`` tasks, and TG-LLaVA applies its own conversation
         templates.
     """
@@ -74,12 +80,12 @@ def manifests():
             aliases=MODEL_ALIASES,
         )
     ]
-    for model_id, class_name, aliases in PAPER_VARIANT_MODELS:
+    for variant in registered_variants():
         result.append(
             ModelManifest(
-                model_id=model_id,
-                simple_class_path=f"{WRAPPER_MODULE}.{class_name}",
-                aliases=aliases,
+                model_id=variant.lmms_eval_id,
+                simple_class_path=f"{WRAPPER_MODULE}.{wrapper_class_name(variant)}",
+                aliases=(variant.name, variant.vlmevalkit_name) if variant.vlmevalkit_name else (variant.name,),
             )
         )
     return result

@@ -66,6 +66,7 @@ from vlmeval.vlm.llava.llava import LLaVA
 import tg_llava_eval
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
 from tg_llava_eval.inference.requests import GenerationRequest
+from tg_llava_eval.variants import IDENTITY_FIELDS, VARIANTS, check_variant, get_variant, recognise_variant
 
 logger = logging.getLogger(__name__)
 
@@ -142,91 +143,21 @@ class Preset:
         return {} if self.variant is None else {"variant": self.variant}
 
 
-#: Every preset :func:`register` installs. The paper's three LLMs, the LLaVA-1.5 baselines built by
-#: the same code (both text-guided modules off) and the two ablations of each TG variant.
-PRESETS: tuple[Preset, ...] = (
-    Preset("tg_llava", None, "any TG-LLaVA checkpoint given by --model-path (variant from --variant or its config)"),
-    Preset("TG-LLaVA-Vicuna-13B", "tg-llava-vicuna-13b", "TG-LLaVA, Vicuna-1.5-13B LLM"),
-    Preset("TG-LLaVA-Llama3-8B", "tg-llava-llama3-8b", "TG-LLaVA, Llama-3-8B-Instruct LLM"),
-    Preset("TG-LLaVA-Qwen2-7B", "tg-llava-qwen2-7b", "TG-LLaVA, Qwen2-7B-Instruct LLM"),
-    Preset("LLaVA-1.5-Vicuna-13B-TG-Baseline", "llava-1.5-vicuna-13b", "LLaVA-1.5 baseline (same code, TG modules off), Vicuna-13B"),
-    Preset("LLaVA-1.5-Llama3-8B-TG-Baseline", "llava-1.5-llama3-8b", "LLaVA-1.5 baseline (same code, TG modules off), Llama-3-8B"),
-    Preset("LLaVA-1.5-Qwen2-7B-TG-Baseline", "llava-1.5-qwen2-7b", "LLaVA-1.5 baseline (same code, TG modules off), Qwen2-7B"),
-    Preset("TG-LLaVA-Vicuna-13B-no-FOM", "tg-llava-vicuna-13b-no-fom", "ablation: TG-LLaVA Vicuna-13B without the text-guided mask"),
-    Preset("TG-LLaVA-Vicuna-13B-no-DP", "tg-llava-vicuna-13b-no-dp", "ablation: TG-LLaVA Vicuna-13B without the detail perceiver"),
-    Preset("TG-LLaVA-Llama3-8B-no-FOM", "tg-llava-llama3-8b-no-fom", "ablation: TG-LLaVA Llama-3-8B without the text-guided mask"),
-    Preset("TG-LLaVA-Llama3-8B-no-DP", "tg-llava-llama3-8b-no-dp", "ablation: TG-LLaVA Llama-3-8B without the detail perceiver"),
-    Preset("TG-LLaVA-Qwen2-7B-no-FOM", "tg-llava-qwen2-7b-no-fom", "ablation: TG-LLaVA Qwen2-7B without the text-guided mask"),
-    Preset("TG-LLaVA-Qwen2-7B-no-DP", "tg-llava-qwen2-7b-no-dp", "ablation: TG-LLaVA Qwen2-7B without the detail perceiver"),
-)
+#: The generic preset: any checkpoint given by ``--model-path``, its variant from ``--variant`` or
+#: recognised from its config.
+GENERIC_PRESET = Preset("tg_llava", None, "any TG-LLaVA checkpoint given by --model-path (variant from --variant or its config)")
+
+
+def _presets() -> tuple[Preset, ...]:
+    """The generic preset, then one per catalogue variant with a VLMEvalKit name: the paper's three
+    LLMs, the LLaVA-1.5 baselines built by the same code and the two ablations of each."""
+    named = (Preset(v.vlmevalkit_name, v.name, v.description) for v in VARIANTS.values() if v.vlmevalkit_name)
+    return (GENERIC_PRESET, *named)
+
+
+#: Every preset :func:`register` installs.
+PRESETS: tuple[Preset, ...] = _presets()
 PRESETS_BY_NAME: dict[str, Preset] = {preset.name: preset for preset in PRESETS}
-
-#: Config fields that identify a variant: the conversation template, the two TG switches and the
-#: tower/LLM shapes. Trained or converted checkpoints of a variant keep all of them (the vocabulary
-#: size is left out: fine-tuning may add tokens).
-IDENTITY_FIELDS: tuple[str, ...] = (
-    "template",
-    "use_text_guided_mask",
-    "use_detail_perceiver",
-    "text_config.model_type",
-    "text_config.hidden_size",
-    "text_config.num_hidden_layers",
-    "vision_config.hidden_size",
-    "vision_config.image_size",
-    "vision_config.patch_size",
-)
-
-
-def _config_field(config: Any, dotted: str) -> Any:
-    """``config.a.b`` for ``dotted="a.b"`` (``None`` where an attribute is absent)."""
-    value = config
-    for part in dotted.split("."):
-        value = getattr(value, part, None)
-    return value
-
-
-def variant_mismatches(config: Any, variant: str) -> dict[str, tuple[Any, Any]]:
-    """Compare a checkpoint's config with a named variant on :data:`IDENTITY_FIELDS`.
-
-    Args:
-        config: The checkpoint's ``TGLlavaConfig``.
-        variant: A name known to ``tg_llava_eval.variants.get_variant``.
-
-    Returns:
-        ``{field: (checkpoint value, variant value)}`` for every differing field (empty = match).
-
-    Raises:
-        TGLlavaConfigError: from ``get_variant`` for an unknown name.
-    """
-    from tg_llava_eval.variants import get_variant
-
-    expected = get_variant(variant).config()
-    differences = {}
-    for field in IDENTITY_FIELDS:
-        have, want = _config_field(config, field), _config_field(expected, field)
-        if have != want:
-            differences[field] = (have, want)
-    return differences
-
-
-def recognise_variant(config: Any) -> str | None:
-    """The variant a checkpoint's config is: its recorded ``config.variant`` if that still matches on
-    :data:`IDENTITY_FIELDS`, else the single variant that matches on them.
-
-    Args:
-        config: The checkpoint's ``TGLlavaConfig``.
-
-    Returns:
-        A variant name, or ``None`` when no variant (or more than one) matches.
-    """
-    from tg_llava_eval.variants import list_variants
-
-    known = list_variants()
-    recorded = getattr(config, "variant", None)
-    if recorded in known and not variant_mismatches(config, recorded):
-        return recorded
-    matches = [name for name in known if not variant_mismatches(config, name)]
-    return matches[0] if len(matches) == 1 else None
 
 
 def resolve_variant(config: Any, requested: str | None, *, source: str) -> str | None:
@@ -249,10 +180,7 @@ def resolve_variant(config: Any, requested: str | None, *, source: str) -> str |
             logger.warning("%s matches no known TG-LLaVA variant on %s; it is evaluated as a custom model "
                            "(pass --variant NAME to record one)", source, ", ".join(IDENTITY_FIELDS))
         return recognised
-    differences = variant_mismatches(config, requested)
-    if differences:
-        details = "; ".join(f"{field}: checkpoint {have!r} vs variant {want!r}" for field, (have, want) in differences.items())
-        raise TGLlavaConfigError(f"checkpoint {source} is not a {requested} checkpoint ({details})")
+    check_variant(config, requested, source=source)
     return requested
 
 
@@ -782,7 +710,6 @@ def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant:
         TGLlavaConfigError: the directory has no config.json or does not match ``variant``.
     """
     from tg_llava_eval.modeling import TGLlavaConfig
-    from tg_llava_eval.variants import get_variant
 
     if not (Path(model_path) / "config.json").is_file():
         raise TGLlavaConfigError(f"--model-path {str(model_path)!r} is not a checkpoint directory (no config.json)")

@@ -9,10 +9,11 @@ the model. It is resolved from declared data only — never from substrings of n
 2. the run manifest ``tg_llava_run.json`` next to the outputs (:mod:`.manifest`), when it names a
    variant (a custom checkpoint's manifest has ``variant: null``);
 3. lmms-eval's ``variant=`` model argument;
-4. the declared preset table :data:`MODEL_PRESETS` (our VLMEvalKit preset names) and the variant ids
+4. the VLMEvalKit preset names of the variant catalogue (:data:`MODEL_PRESETS`) and the variant ids
    themselves (a model folder named ``tg-llava-qwen2-7b`` is that variant).
 
-The variant then gives method, LLM and the ablation switches through :data:`VARIANTS`, unless
+The variant then gives method, LLM and the ablation switches through :data:`VARIANTS` (both
+derived from :mod:`tg_llava_eval.variants`, which imports no torch), unless
 the mapping or manifest overrides them. A model that nothing identifies keeps an empty variant;
 collect logs one warning per such model (its records are kept, never dropped).
 
@@ -38,16 +39,14 @@ from typing import Mapping
 
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.manifest import RunManifest
+from tg_llava_eval.variants import LLM_BACKBONES, METHOD_TG_LLAVA, PAPER_LLMS
+from tg_llava_eval.variants import VARIANTS as CATALOGUE
 
 logger = logging.getLogger(__name__)
 
-METHOD_TG_LLAVA = "TG-LLaVA"
-METHOD_LLAVA_15 = "LLaVA-1.5"
-
-
 @dataclass(frozen=True)
 class VariantInfo:
-    """What a project variant is.
+    """What a project variant is, as the tables need it.
 
     Attributes:
         method: ``TG-LLaVA`` or ``LLaVA-1.5`` (the baseline of the same code, both switches off).
@@ -67,58 +66,29 @@ class VariantInfo:
         return self.text_guided_mask and self.detail_perceiver
 
 
-def _family(tg_name: str, baseline_name: str, llm: str) -> dict[str, VariantInfo]:
-    """The four variants of one LLM: full TG-LLaVA, its two ablations, and the LLaVA-1.5 baseline."""
-    return {
-        tg_name: VariantInfo(METHOD_TG_LLAVA, llm, True, True),
-        f"{tg_name}-no-fom": VariantInfo(METHOD_TG_LLAVA, llm, False, True),
-        f"{tg_name}-no-dp": VariantInfo(METHOD_TG_LLAVA, llm, True, False),
-        baseline_name: VariantInfo(METHOD_LLAVA_15, llm, False, False),
-    }
-
-
-#: The project's variants: the names and switches of ``tg_llava_eval.variants`` (which imports
-#: torch-backed config code, so it is mirrored here; a test keeps the two tables equal).
+#: The project's variants, read from the catalogue (:mod:`tg_llava_eval.variants`).
 VARIANTS: dict[str, VariantInfo] = {
-    **_family("tg-llava-vicuna-13b", "llava-1.5-vicuna-13b", "Vicuna-13B"),
-    **_family("tg-llava-llama3-8b", "llava-1.5-llama3-8b", "Llama-3-8B"),
-    **_family("tg-llava-qwen2-7b", "llava-1.5-qwen2-7b", "Qwen2-7B"),
-    **_family("tiny", "tiny-baseline", "tiny"),
+    name: VariantInfo(v.method, v.llm_label, v.switches.text_guided_mask, v.switches.detail_perceiver)
+    for name, v in CATALOGUE.items()
 }
 
 #: The three LLMs of the paper's main table, in display order.
-MAIN_LLMS = ("Vicuna-13B", "Llama-3-8B", "Qwen2-7B")
+MAIN_LLMS: tuple[str, ...] = tuple(LLM_BACKBONES[key].label for key in PAPER_LLMS)
 
-#: Toolkit model names that identify a variant: the VLMEvalKit presets of
-#: ``model_wrappers.vlmevalkit.PRESETS`` (a test keeps this table in sync with it), plus the
-#: short baseline names ``LLaVA-1.5-<llm>-TG``. ``tg_llava`` (the generic preset, checkpoint given
-#: on the command line) is deliberately absent: its variant comes from the run manifest.
+#: Toolkit model names that identify a variant: the VLMEvalKit presets and their aliases (the short
+#: baseline names ``LLaVA-1.5-<llm>-TG``). ``tg_llava`` (the generic preset, checkpoint given on
+#: the command line) is deliberately absent: its variant comes from the run manifest.
 MODEL_PRESETS: dict[str, str] = {
-    "TG-LLaVA-Vicuna-13B": "tg-llava-vicuna-13b",
-    "TG-LLaVA-Llama3-8B": "tg-llava-llama3-8b",
-    "TG-LLaVA-Qwen2-7B": "tg-llava-qwen2-7b",
-    "LLaVA-1.5-Vicuna-13B-TG-Baseline": "llava-1.5-vicuna-13b",
-    "LLaVA-1.5-Llama3-8B-TG-Baseline": "llava-1.5-llama3-8b",
-    "LLaVA-1.5-Qwen2-7B-TG-Baseline": "llava-1.5-qwen2-7b",
-    "LLaVA-1.5-Vicuna-13B-TG": "llava-1.5-vicuna-13b",
-    "LLaVA-1.5-Llama3-8B-TG": "llava-1.5-llama3-8b",
-    "LLaVA-1.5-Qwen2-7B-TG": "llava-1.5-qwen2-7b",
-    "TG-LLaVA-Vicuna-13B-no-FOM": "tg-llava-vicuna-13b-no-fom",
-    "TG-LLaVA-Vicuna-13B-no-DP": "tg-llava-vicuna-13b-no-dp",
-    "TG-LLaVA-Llama3-8B-no-FOM": "tg-llava-llama3-8b-no-fom",
-    "TG-LLaVA-Llama3-8B-no-DP": "tg-llava-llama3-8b-no-dp",
-    "TG-LLaVA-Qwen2-7B-no-FOM": "tg-llava-qwen2-7b-no-fom",
-    "TG-LLaVA-Qwen2-7B-no-DP": "tg-llava-qwen2-7b-no-dp",
+    toolkit_name: name
+    for name, v in CATALOGUE.items()
+    for toolkit_name in ((v.vlmevalkit_name,) if v.vlmevalkit_name else ()) + v.vlmevalkit_aliases
 }
 
-#: LLM names as publications write them -> the canonical labels used in tables.
+#: LLM names as publications write them -> the canonical labels used in tables: every backbone's
+#: full name and aliases, and the LLMs that only reference scores mention.
 LLM_ALIASES: dict[str, str] = {
-    "Vicuna-13B-v1.5": "Vicuna-13B",
+    **{name: b.label for b in LLM_BACKBONES.values() for name in (b.display, *b.aliases)},
     "Vicuna-7B-v1.5": "Vicuna-7B",
-    "Meta-Llama-3-8B-Instruct": "Llama-3-8B",
-    "Llama-3-8B-Instruct": "Llama-3-8B",
-    "Qwen2-7B-Instruct": "Qwen2-7B",
-    "tiny-Qwen2": "tiny",
 }
 
 

@@ -1,4 +1,12 @@
-"""Named model presets: the only place where model sizes are written down (STYLE rule 3).
+"""The variant catalogue: every named model preset, as plain data (no torch import).
+
+This is the one home of the model sizes, the variant names and the names the toolkits know them
+by. Everything else is derived from it: the VLMEvalKit presets (:attr:`Variant.vlmevalkit_name`),
+the lmms-eval model ids (:attr:`Variant.lmms_eval_id`), the results' identity table
+(method, LLM label, TG switches) and the check that a checkpoint is the variant it claims to be
+(:func:`variant_mismatches`). The module imports no torch or transformers, so the results and
+leaderboard side can read it; :meth:`Variant.config` builds the ``TGLlavaConfig`` lazily.
+Rationale and layout: docs/architecture.md ("Variants").
 
 Each :class:`Variant` is built once from a backbone table (:data:`LLM_BACKBONES`) and a switch set,
 so the TG-LLaVA model, its LLaVA-1.5 baseline and the ablations of one LLM share every number:
@@ -17,8 +25,8 @@ name                        what
 Provenance of the real sizes: CLIP ViT-L/14-336 and its text tower
 (``openai/clip-vit-large-patch14-336`` config.json); the LLMs' own config.json files
 (``lmsys/vicuna-13b-v1.5``, ``meta-llama/Meta-Llama-3-8B-Instruct``, ``Qwen/Qwen2-7B-Instruct``);
-the TG module sizes are the official defaults of :class:`TGLlavaConfig`
-(``AIDC-AI/TG-LLaVA@0009eb8``, reference/tg_llava_architecture.md §2). The ``<image>`` token gets an
+the TG module sizes are the official defaults of ``TGLlavaConfig``
+(``AIDC-AI/TG-LLaVA@0009eb8``; docs/architecture.md). The ``<image>`` token gets an
 embedding row as llava-hf does: Vicuna 32000 (vocabulary padded to 32064), Llama-3 128256 (padded to
 128320, as llava-hf's llama3-llava-next), Qwen2 151646 (Qwen2-7B's embedding already has 152064 rows).
 
@@ -29,11 +37,14 @@ Real-size presets instantiate on the meta device without any download (see
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TGLlavaConfigError
-from .modeling.configuration_tg_llava import TGLlavaConfig
+
+if TYPE_CHECKING:  # the config class imports transformers; built lazily in Variant.config
+    from .modeling.configuration_tg_llava import TGLlavaConfig
 
 
 @dataclass(frozen=True)
@@ -42,27 +53,37 @@ class LLMBackbone:
 
     Attributes:
         key: Short name used in variant names (``qwen2-7b``).
-        display: Name used in tables (``Qwen2-7B-Instruct``).
+        display: The LLM's full name, as run manifests record it (``Qwen2-7B-Instruct``).
+        label: The LLM's label in tables (``Qwen2-7B``); publications' other spellings are in
+            ``aliases``.
+        vlmevalkit_stem: How the LLM is written in VLMEvalKit preset names (``Qwen2-7B`` in
+            ``TG-LLaVA-Qwen2-7B``); empty for a backbone without VLMEvalKit presets.
         text_config: ``AutoConfig``-style dict of the LLM (``model_type`` included).
         image_token_id: Embedding row of ``<image>``.
         template: Conversation template of visual instruction tuning and inference.
         pretrain_template: Template of stage 1 as the official scripts use it.
         source: Where the numbers come from.
+        aliases: Other names publications use for this LLM (mapped to ``label`` in tables).
     """
 
     key: str
     display: str
+    label: str
+    vlmevalkit_stem: str
     text_config: dict[str, Any]
     image_token_id: int
     template: str
     pretrain_template: str
     source: str
+    aliases: tuple[str, ...] = ()
 
 
 LLM_BACKBONES: dict[str, LLMBackbone] = {
     "vicuna-13b": LLMBackbone(
         key="vicuna-13b",
         display="Vicuna-13B-v1.5",
+        label="Vicuna-13B",
+        vlmevalkit_stem="Vicuna-13B",
         text_config=dict(
             model_type="llama", vocab_size=32064, hidden_size=5120, intermediate_size=13824,
             num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
@@ -79,6 +100,9 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
     "llama3-8b": LLMBackbone(
         key="llama3-8b",
         display="Llama-3-8B-Instruct",
+        label="Llama-3-8B",
+        vlmevalkit_stem="Llama3-8B",
+        aliases=("Meta-Llama-3-8B-Instruct",),
         text_config=dict(
             model_type="llama", vocab_size=128320, hidden_size=4096, intermediate_size=14336,
             num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
@@ -93,6 +117,8 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
     "qwen2-7b": LLMBackbone(
         key="qwen2-7b",
         display="Qwen2-7B-Instruct",
+        label="Qwen2-7B",
+        vlmevalkit_stem="Qwen2-7B",
         text_config=dict(
             model_type="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944,
             num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -107,6 +133,8 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
     "tiny": LLMBackbone(
         key="tiny",
         display="tiny-Qwen2",
+        label="tiny",
+        vlmevalkit_stem="",
         # vocab_size and image_token_id are replaced by the locally built tokenizer's values.
         text_config=dict(
             model_type="qwen2", vocab_size=1024, hidden_size=64, intermediate_size=128,
@@ -118,7 +146,7 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
         # qwen_2 without its system text: a third of every tiny sequence otherwise (docs/demo.md).
         template="qwen_2_bare",
         pretrain_template="qwen_2_bare",
-        source="toy sizes for tests and the demo (environment.md §1 'tiny configs that work')",
+        source="toy sizes for tests and the demo",
     ),
 }
 
@@ -145,12 +173,51 @@ _TINY_PERCEIVER = dict(
     resampler_head_dim=12, num_key_value_heads=2, rms_norm_eps=1e-5,
 )
 
-#: switch sets by suffix
-SWITCHES: dict[str, dict[str, bool]] = {
-    "tg": dict(use_text_guided_mask=True, use_detail_perceiver=True),
-    "baseline": dict(use_text_guided_mask=False, use_detail_perceiver=False),
-    "no-fom": dict(use_text_guided_mask=False, use_detail_perceiver=True),
-    "no-dp": dict(use_text_guided_mask=True, use_detail_perceiver=False),
+#: The paper's three LLMs, in the order of its main table.
+PAPER_LLMS: tuple[str, ...] = ("vicuna-13b", "llama3-8b", "qwen2-7b")
+
+METHOD_TG_LLAVA = "TG-LLaVA"
+METHOD_LLAVA_15 = "LLaVA-1.5"
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Which TG modules a variant has, and how its name and labels say so.
+
+    Attributes:
+        key: The switch set's id (``tg``, ``baseline``, ``no-fom``, ``no-dp``).
+        text_guided_mask: TG-FOM on (``use_text_guided_mask``).
+        detail_perceiver: TG-DP on (``use_detail_perceiver``).
+        method: The method family in tables: TG-LLaVA, or LLaVA-1.5 for the baseline of the same
+            code (the ablations are TG-LLaVA with one module off).
+        label: What the variant is, in one phrase (logs, ``run.py --help``).
+        name_suffix: Appended to the variant name (``tg-llava-qwen2-7b-no-fom``).
+        vlmevalkit_suffix: Appended to the VLMEvalKit preset name (``TG-LLaVA-Qwen2-7B-no-FOM``).
+    """
+
+    key: str
+    text_guided_mask: bool
+    detail_perceiver: bool
+    method: str
+    label: str
+    name_suffix: str
+    vlmevalkit_suffix: str
+
+    @property
+    def config_fields(self) -> dict[str, bool]:
+        """The two ``TGLlavaConfig`` switches."""
+        return dict(use_text_guided_mask=self.text_guided_mask, use_detail_perceiver=self.detail_perceiver)
+
+
+#: The four switch sets of every LLM.
+SWITCHES: dict[str, Switches] = {
+    s.key: s
+    for s in (
+        Switches("tg", True, True, METHOD_TG_LLAVA, "TG-LLaVA", "", ""),
+        Switches("baseline", False, False, METHOD_LLAVA_15, "LLaVA-1.5 baseline (same code, TG modules off)", "", "-TG-Baseline"),
+        Switches("no-fom", False, True, METHOD_TG_LLAVA, "TG-LLaVA w/o TG-FOM", "-no-fom", "-no-FOM"),
+        Switches("no-dp", True, False, METHOD_TG_LLAVA, "TG-LLaVA w/o TG-DP", "-no-dp", "-no-DP"),
+    )
 }
 
 
@@ -160,25 +227,53 @@ class Variant:
 
     Attributes:
         name: Preset name (``tg-llava-qwen2-7b``).
-        method: ``"TG-LLaVA"``, ``"LLaVA-1.5"`` or the ablation label.
-        switches: Key of :data:`SWITCHES`.
+        switches: Which TG modules it has (:data:`SWITCHES`).
         backbone: The LLM.
         tiny: Toy towers instead of CLIP-L.
         provenance: Where the numbers come from.
+        vlmevalkit_name: Its VLMEvalKit ``--model`` preset (``TG-LLaVA-Qwen2-7B``); ``None`` for the
+            tiny presets, which are run through the generic ``tg_llava`` preset.
+        vlmevalkit_aliases: Other toolkit model names that identify this variant in score files
+            (the short baseline names ``LLaVA-1.5-<LLM>-TG``); not registered as presets.
+        lmms_eval_id: Its lmms-eval ``--model`` id (``tg_llava_qwen2_7b``); ``None`` for the tiny
+            presets, which are run through the generic ``tg_llava`` id.
+        extra: Further ``TGLlavaConfig`` fields of this preset.
     """
 
     name: str
-    method: str
-    switches: str
+    switches: Switches
     backbone: LLMBackbone
     tiny: bool = False
     provenance: str = ""
+    vlmevalkit_name: str | None = None
+    vlmevalkit_aliases: tuple[str, ...] = ()
+    lmms_eval_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def method(self) -> str:
+        """The method family (TG-LLaVA or LLaVA-1.5) shown in tables."""
+        return self.switches.method
+
+    @property
+    def label(self) -> str:
+        """What the variant is, in one phrase (``TG-LLaVA w/o TG-FOM``)."""
+        return self.switches.label
+
+    @property
     def llm(self) -> str:
-        """The LLM's display name."""
+        """The LLM's full name (``Qwen2-7B-Instruct``), as run manifests record it."""
         return self.backbone.display
+
+    @property
+    def llm_label(self) -> str:
+        """The LLM's label in tables (``Qwen2-7B``)."""
+        return self.backbone.label
+
+    @property
+    def description(self) -> str:
+        """One line for ``run.py --help`` and the docs."""
+        return f"{self.label}, {self.backbone.display} LLM"
 
     @property
     def template(self) -> str:
@@ -191,7 +286,7 @@ class Variant:
         return self.backbone.pretrain_template
 
     def config(self, **overrides: Any) -> TGLlavaConfig:
-        """Build the :class:`TGLlavaConfig` of this preset.
+        """Build the ``TGLlavaConfig`` of this preset (imports transformers).
 
         Args:
             **overrides: Top-level config fields to replace; ``text_config`` / ``guide_config``
@@ -200,6 +295,8 @@ class Variant:
         Returns:
             A validated config.
         """
+        from .modeling.configuration_tg_llava import TGLlavaConfig
+
         text_config = copy.deepcopy(self.backbone.text_config)
         text_config.update(overrides.pop("text_config", {}))
         kwargs: dict[str, Any] = dict(
@@ -207,7 +304,7 @@ class Variant:
             image_token_id=self.backbone.image_token_id,
             template=self.backbone.template,
             variant=self.name,
-            **SWITCHES[self.switches],
+            **self.switches.config_fields,
         )
         if self.tiny:
             guide = dict(_TINY_GUIDE)
@@ -225,31 +322,37 @@ class Variant:
         return TGLlavaConfig(**kwargs)
 
 
+def _lmms_eval_id(name: str) -> str:
+    """lmms-eval ids are Python-identifier-like: ``tg-llava-qwen2-7b`` -> ``tg_llava_qwen2_7b``."""
+    return name.replace("-", "_").replace(".", "_")
+
+
 def _build_registry() -> dict[str, Variant]:
     variants: dict[str, Variant] = {}
     paper = "TG-LLaVA (Yan et al., AAAI 2025); official code AIDC-AI/TG-LLaVA@0009eb8"
-    for key in ("vicuna-13b", "llama3-8b", "qwen2-7b"):
+    for key in PAPER_LLMS:
         backbone = LLM_BACKBONES[key]
-        source = f"{paper}; LLM: {backbone.source}; vision: openai/clip-vit-large-patch14-336"
-        variants[f"tg-llava-{key}"] = Variant(f"tg-llava-{key}", "TG-LLaVA", "tg", backbone, provenance=source)
-        variants[f"llava-1.5-{key}"] = Variant(
-            f"llava-1.5-{key}", "LLaVA-1.5", "baseline", backbone,
-            provenance=f"LLaVA-1.5 (Liu et al., CVPR 2024) recipe on {backbone.display}; same code with both TG switches off",
+        tg_source = f"{paper}; LLM: {backbone.source}; vision: openai/clip-vit-large-patch14-336"
+        baseline_source = (
+            f"LLaVA-1.5 (Liu et al., CVPR 2024) recipe on {backbone.display}; same code with both TG switches off"
         )
-        for ablation, label in (("no-fom", "TG-LLaVA w/o TG-FOM"), ("no-dp", "TG-LLaVA w/o TG-DP")):
-            variants[f"tg-llava-{key}-{ablation}"] = Variant(
-                f"tg-llava-{key}-{ablation}", label, ablation, backbone, provenance=source
+        for switches in SWITCHES.values():
+            baseline = switches.method == METHOD_LLAVA_15
+            prefix = "llava-1.5" if baseline else "tg-llava"
+            name = f"{prefix}-{key}{switches.name_suffix}"
+            display_prefix = "LLaVA-1.5" if baseline else "TG-LLaVA"
+            stem = f"{display_prefix}-{backbone.vlmevalkit_stem}"
+            variants[name] = Variant(
+                name, switches, backbone,
+                provenance=baseline_source if baseline else tg_source,
+                vlmevalkit_name=stem + switches.vlmevalkit_suffix,
+                vlmevalkit_aliases=(f"{stem}-TG",) if baseline else (),
+                lmms_eval_id=_lmms_eval_id(name),
             )
     tiny = LLM_BACKBONES["tiny"]
-    for suffix, switches, method in (
-        ("", "tg", "TG-LLaVA"),
-        ("-baseline", "baseline", "LLaVA-1.5"),
-        ("-no-fom", "no-fom", "TG-LLaVA w/o TG-FOM"),
-        ("-no-dp", "no-dp", "TG-LLaVA w/o TG-DP"),
-    ):
-        variants[f"tiny{suffix}"] = Variant(
-            f"tiny{suffix}", method, switches, tiny, tiny=True, provenance=tiny.source
-        )
+    for switches in SWITCHES.values():
+        suffix = "-baseline" if switches.method == METHOD_LLAVA_15 else switches.name_suffix
+        variants[f"tiny{suffix}"] = Variant(f"tiny{suffix}", switches, tiny, tiny=True, provenance=tiny.source)
     return variants
 
 
@@ -260,12 +363,14 @@ def get_variant(name: str) -> Variant:
     """Look a preset up by name.
 
     Raises:
-        TGLlavaConfigError: Unknown name (the message lists the known ones).
+        TGLlavaConfigError: Unknown name (the message names the closest known ones and lists all).
     """
     try:
         return VARIANTS[name]
     except KeyError:
-        raise TGLlavaConfigError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+        close = difflib.get_close_matches(str(name), VARIANTS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise TGLlavaConfigError(f"unknown variant {name!r}{hint}; known: {', '.join(VARIANTS)}") from None
 
 
 def list_variants() -> list[str]:
@@ -273,4 +378,96 @@ def list_variants() -> list[str]:
     return list(VARIANTS)
 
 
-__all__ = ["TINY_GUIDE_MERGES", "LLMBackbone", "LLM_BACKBONES", "Variant", "VARIANTS", "get_variant", "list_variants", "SWITCHES"]
+# --------------------------------------------------------------------------------------------------
+# Is a checkpoint the variant it claims to be?
+# --------------------------------------------------------------------------------------------------
+#: Config fields that identify a variant: the conversation template, the two TG switches and the
+#: tower/LLM shapes. Trained or converted checkpoints of a variant keep all of them (the vocabulary
+#: size is left out: fine-tuning may add tokens). ``run.py``, the VLMEvalKit wrapper and the
+#: lmms-eval wrapper all check these and only these.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "template",
+    "use_text_guided_mask",
+    "use_detail_perceiver",
+    "text_config.model_type",
+    "text_config.hidden_size",
+    "text_config.num_hidden_layers",
+    "vision_config.hidden_size",
+    "vision_config.image_size",
+    "vision_config.patch_size",
+)
+
+
+def _config_field(config: Any, dotted: str) -> Any:
+    """``config.a.b`` for ``dotted="a.b"`` (``None`` where an attribute is absent)."""
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def variant_mismatches(config: Any, variant: str) -> dict[str, tuple[Any, Any]]:
+    """Compare a checkpoint's config with a named variant on :data:`IDENTITY_FIELDS`.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+        variant: A name known to :func:`get_variant`.
+
+    Returns:
+        ``{field: (checkpoint value, variant value)}`` for every differing field (empty = match).
+
+    Raises:
+        TGLlavaConfigError: from :func:`get_variant` for an unknown name.
+    """
+    expected = get_variant(variant).config()
+    differences = {}
+    for name in IDENTITY_FIELDS:
+        have, want = _config_field(config, name), _config_field(expected, name)
+        if have != want:
+            differences[name] = (have, want)
+    return differences
+
+
+def recognise_variant(config: Any) -> str | None:
+    """The variant a checkpoint's config is: its recorded ``config.variant`` if that still matches on
+    :data:`IDENTITY_FIELDS`, else the single variant that matches on them.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+
+    Returns:
+        A variant name, or ``None`` when no variant (or more than one) matches.
+    """
+    recorded = getattr(config, "variant", None)
+    if recorded in VARIANTS and not variant_mismatches(config, recorded):
+        return recorded
+    matches = [name for name in VARIANTS if not variant_mismatches(config, name)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def check_variant(config: Any, variant: str, *, source: str, hint: str = "") -> None:
+    """Refuse a checkpoint that is not the variant a run names.
+
+    Args:
+        config: The checkpoint's ``TGLlavaConfig``.
+        variant: The variant the run asks for.
+        source: The checkpoint path, for the message.
+        hint: What the user can do instead, appended to the message.
+
+    Raises:
+        TGLlavaConfigError: Naming every field of :data:`IDENTITY_FIELDS` that differs, with the
+            checkpoint's and the variant's values; or an unknown variant name.
+    """
+    differences = variant_mismatches(config, variant)
+    if differences:
+        details = "; ".join(f"{name}: checkpoint {have!r} vs variant {want!r}" for name, (have, want) in differences.items())
+        raise TGLlavaConfigError(
+            f"checkpoint {source} is not a {variant} checkpoint ({details})" + (f"; {hint}" if hint else "")
+        )
+
+
+__all__ = [
+    "IDENTITY_FIELDS", "LLM_BACKBONES", "METHOD_LLAVA_15", "METHOD_TG_LLAVA", "PAPER_LLMS", "SWITCHES",
+    "TINY_GUIDE_MERGES", "VARIANTS", "LLMBackbone", "Switches", "Variant", "check_variant", "get_variant",
+    "list_variants", "recognise_variant", "variant_mismatches",
+]

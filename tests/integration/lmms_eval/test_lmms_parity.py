@@ -235,11 +235,12 @@ def test_cli_results_dir_follows_lmms_eval_naming(tmp_path):
 def test_declared_variant_must_match_the_checkpoint(tiny_checkpoint):
     """``--model tg_llava_qwen2_7b`` / ``variant=`` on the tiny checkpoint fail, naming the fields."""
     from tg_llava_eval.errors import TGLlavaConfigError
-    from tg_llava_eval.model_wrappers.lmms_eval import TGLlava, TGLlavaQwen2_7B
+    from tg_llava_eval.model_wrappers import lmms_eval as wrapper
+    from tg_llava_eval.model_wrappers.lmms_eval import TGLlava
 
-    with pytest.raises(TGLlavaConfigError, match=r"is not variant 'tg-llava-qwen2-7b'.*text_config.hidden_size"):
-        TGLlavaQwen2_7B(pretrained=str(tiny_checkpoint), device="cpu")
-    with pytest.raises(TGLlavaConfigError, match=r"use_text_guided_mask: variant False, checkpoint True"):
+    with pytest.raises(TGLlavaConfigError, match=r"is not a tg-llava-qwen2-7b checkpoint.*text_config.hidden_size"):
+        wrapper.TGLlava_tg_llava_qwen2_7b(pretrained=str(tiny_checkpoint), device="cpu")
+    with pytest.raises(TGLlavaConfigError, match=r"use_text_guided_mask: checkpoint True vs variant False"):
         TGLlava(pretrained=str(tiny_checkpoint), device="cpu", variant="tiny-baseline")
     model = TGLlava(pretrained=str(tiny_checkpoint), device="cpu")  # the checkpoint records its variant
     assert (model.variant, model.run_manifest()["variant"]) == ("tiny", "tiny")

@@ -30,27 +30,33 @@ def test_lmms_eval_registry_resolves_every_name_to_our_simple_class():
     from lmms_eval.api.model import lmms
 
     names = {registration.MODEL_ID: "TGLlava", **{a: "TGLlava" for a in registration.MODEL_ALIASES}}
-    for model_id, class_name, aliases in registration.PAPER_VARIANT_MODELS:
-        names.update({model_id: class_name, **{alias: class_name for alias in aliases}})
+    for variant in registration.registered_variants():
+        class_name = registration.wrapper_class_name(variant)
+        names.update({variant.lmms_eval_id: class_name, variant.name: class_name, variant.vlmevalkit_name: class_name})
     available = set(models.list_available_models(include_aliases=True))
     for name, class_name in names.items():
         assert name in available, f"{name} not registered"
         cls = models.get_model(name)
         assert (cls.__module__, cls.__name__) == (WRAPPER, class_name), name
         assert issubclass(cls, lmms) and cls.is_simple
+    # Golden names: what a user types.
     assert models.get_model_manifest("TG-LLaVA-Qwen2-7B").model_id == "tg_llava_qwen2_7b"
+    assert models.get_model_manifest("LLaVA-1.5-Llama3-8B-TG-Baseline").model_id == "llava_1_5_llama3_8b"
+    assert models.get_model_manifest("tg-llava-vicuna-13b-no-dp").model_id == "tg_llava_vicuna_13b_no_dp"
+    assert models.get_model("tg_llava_qwen2_7b").default_variant == "tg-llava-qwen2-7b"
 
 
-def test_preset_classes_match_the_registration_table_and_real_variants():
+def test_every_paper_variant_has_a_checked_lmms_eval_class():
     from tg_llava_eval.model_wrappers import lmms_eval as wrapper
-    from tg_llava_eval.variants import list_variants
+    from tg_llava_eval.variants import PAPER_LLMS, VARIANTS
 
-    known = set(list_variants())
-    for model_id, class_name, aliases in registration.PAPER_VARIANT_MODELS:
-        cls = getattr(wrapper, class_name)
-        assert cls.model_id == model_id
-        assert cls.default_variant == aliases[0]
-        assert aliases[0] in known, f"{aliases[0]} is not a variant of tg_llava_eval.variants: {sorted(known)}"
+    registered = {v.name for v in registration.registered_variants()}
+    assert registered == {name for name, v in VARIANTS.items() if v.backbone.key in PAPER_LLMS}
+    assert len(registered) == 12
+    for variant in registration.registered_variants():
+        cls = getattr(wrapper, registration.wrapper_class_name(variant))
+        assert issubclass(cls, wrapper.TGLlava)
+        assert (cls.model_id, cls.default_variant) == (variant.lmms_eval_id, variant.name)
     assert wrapper.TGLlava.default_variant is None and wrapper.TGLlava.model_id == "tg_llava"
 
 

@@ -262,12 +262,12 @@ def test_manifest_schema(tmp_path):
 
 def test_variant_recognised_or_refused(tmp_path):
     """Variants are recognised from config fields (never from names/paths) and mismatches are named."""
-    from tg_llava_eval.variants import get_variant
+    from tg_llava_eval.variants import get_variant, recognise_variant
 
     tiny = get_variant("tiny").config()
-    assert wrapper.recognise_variant(tiny) == "tiny"
+    assert recognise_variant(tiny) == "tiny"
     anonymous = get_variant("tiny-baseline").config(variant=None)
-    assert wrapper.recognise_variant(anonymous) == "tiny-baseline"
+    assert recognise_variant(anonymous) == "tiny-baseline"
     assert wrapper.resolve_variant(tiny, "tiny", source="x") == "tiny"
     with pytest.raises(TGLlavaConfigError, match=r"not a tiny-baseline checkpoint \(use_text_guided_mask: checkpoint True"):
         wrapper.resolve_variant(tiny, "tiny-baseline", source="x")
