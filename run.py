@@ -248,15 +248,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entries = {} if toolkit.help else _our_model_entries(toolkit, ours, wrapper)
         wrapper.check_variant_request(list(entries), ours.variant)
+        wrapper.generation_from_keywords(generation_overrides(toolkit))  # bad decoding flags fail here
         manifests = {name: wrapper.checkpoint_manifest(name, path, variant) for name, (path, variant) in entries.items()}
     except (TGLlavaError, KeyError, OSError, json.JSONDecodeError) as err:
         logger.error("%s", err)
         return 2
     wrapper.bind_presets(model_path=ours.model_path, variant=ours.variant, generation=generation_overrides(toolkit))
     if int(os.environ.get("RANK", "0")) == 0:
+        from tg_llava_eval.results.manifest import write_run_manifest
+
         for name, manifest in manifests.items():
-            (work_dir / name).mkdir(parents=True, exist_ok=True)
-            (work_dir / name / wrapper.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+            write_run_manifest(work_dir / name, manifest)
 
     sys.argv = [sys.argv[0]] + rest  # VLMEvalKit's parse_args() reads sys.argv
     try:

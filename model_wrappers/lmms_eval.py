@@ -50,7 +50,6 @@ What lives here is only what lmms-eval's contract requires:
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata
 import json
 import logging
@@ -71,12 +70,15 @@ from tqdm import tqdm
 
 import tg_llava_eval
 from tg_llava_eval.inference import TGLlavaEngine
+from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings
 from tg_llava_eval.inference.requests import (
     GenerationRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
+from tg_llava_eval.results.manifest import write_run_manifest as write_manifest_file
 from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID, registered_variants, wrapper_class_name
 from tg_llava_eval.variants import VARIANTS, Variant, check_variant
 
@@ -84,9 +86,6 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of the response recorded for a document the model could not answer.
 ERROR_RESPONSE_PREFIX = "[tg_llava error] "
-
-#: Schema of the run manifest written beside lmms-eval's results JSON (``tg_llava_run.json``).
-RUN_MANIFEST_SCHEMA = "tg_llava_run/1"
 
 #: ``gen_kwargs`` keys that configure LLaVA's own image pipeline and mean nothing here:
 #: TG-LLaVA's processor always pads to a square (LLaVA-1.5's "pad" aspect ratio).
@@ -343,7 +342,7 @@ class TGLlava(lmms):
             ValueError: A value of the wrong type or range (names the task and key).
         """
         settings = generation_settings(gen_kwargs or {}, task)
-        for key in sorted(set(gen_kwargs or {}) - set(_GEN_KWARG_KEYS) - self._warned_gen_kwargs):
+        for key in sorted(set(gen_kwargs or {}) - set(GENERATION_KEYS) - self._warned_gen_kwargs):
             self._warned_gen_kwargs.add(key)
             if key in IGNORED_GEN_KWARGS:
                 logger.info("tg_llava: gen_kwargs %r of task %s ignored (images are always padded to a square)",
@@ -580,29 +579,25 @@ class TGLlava(lmms):
 
     # ------------------------------------------------------------------ end of run
 
-    def run_manifest(self) -> dict[str, Any]:
-        """The ``tg_llava_run/1`` record of this run (what the results collector reads).
+    def run_manifest(self) -> RunManifest:
+        """The run manifest of this run (what the results collector reads).
 
         Returns:
-            ``{"schema", "toolkit", "toolkit_version", "model_name", "variant", "llm",
-            "checkpoint", "tg_llava_eval_version", "created", "switches"}``; ``variant`` is
-            ``None`` when neither ``variant=``, the model id nor the checkpoint names one;
-            ``llm`` is the variant's LLM display name, else the LLM's ``model_type``;
+            The manifest (:func:`tg_llava_eval.results.manifest.build_run_manifest`); its
+            ``variant`` is empty when neither ``variant=``, the model id nor the checkpoint names
+            one; ``llm`` is the variant's LLM display name, else the LLM's ``model_type``;
             ``switches`` are the checkpoint's TG-FOM / TG-DP flags (they describe a custom
             checkpoint to the results collector).
         """
-        return {
-            "schema": RUN_MANIFEST_SCHEMA,
-            "toolkit": "lmms-eval",
-            "toolkit_version": importlib.metadata.version("lmms_eval"),
-            "model_name": self.model_id,
-            "variant": self.variant,
-            "llm": self.llm,
-            "checkpoint": _checkpoint_location(self.pretrained),
-            "tg_llava_eval_version": tg_llava_eval.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "switches": dict(self.switches),
-        }
+        return build_run_manifest(
+            toolkit="lmms-eval",
+            toolkit_version=importlib.metadata.version("lmms_eval"),
+            model_name=self.model_id,
+            variant=self.variant,
+            llm=self.llm,
+            checkpoint=_checkpoint_location(self.pretrained),
+            switches=self.switches,
+        )
 
     def clean(self) -> None:
         """Called by lmms-eval after inference: write the run manifest, then free the model.
@@ -645,51 +640,21 @@ globals().update({wrapper_class_name(v): _variant_wrapper(v) for v in registered
 
 # ---------------------------------------------------------------------- module-level helpers
 
-_GEN_KWARG_KEYS = ("until", "max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
-
-
 def generation_settings(gen_kwargs: dict, task: str = "?") -> dict[str, Any]:
     """Map lmms-eval ``gen_kwargs`` to :class:`GenerationRequest` fields (pure function).
 
-    Args:
-        gen_kwargs: e.g. ``{"until": ["\\n"], "max_new_tokens": 16, "temperature": 0,
-            "top_p": None, "num_beams": 1, "do_sample": False}``. Other keys are ignored here.
-        task: Task name for error messages.
+    The rules are the project's one decoding validator,
+    :meth:`tg_llava_eval.inference.generation_settings.GenerationSettings.from_kwargs` (``until`` ->
+    stop strings; ``do_sample: false`` forces greedy; ``do_sample: true`` without a positive
+    temperature samples at temperature 1). Other keys are ignored here.
 
     Returns:
-        ``{"max_new_tokens", "temperature", "top_p", "num_beams", "stop"}``. ``do_sample: false``
-        forces ``temperature = 0`` (greedy); ``do_sample: true`` with no positive temperature
-        samples at temperature 1 (transformers' default).
+        ``{"max_new_tokens", "temperature", "top_p", "num_beams", "stop"}``.
 
     Raises:
-        ValueError: ``until`` not a string or list of strings, a non-positive
-            ``max_new_tokens``/``num_beams``, or a negative ``temperature`` (names task and key).
+        TGLlavaConfigError: (a ``ValueError``) a bad value, naming the task and key.
     """
-    until = gen_kwargs.get("until", ())
-    if isinstance(until, str):
-        until = [until]
-    if not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
-        raise ValueError(f"task {task}: gen_kwargs until must be a string or a list of strings, got {until!r}")
-    max_new_tokens = gen_kwargs.get("max_new_tokens")
-    if max_new_tokens is not None:
-        max_new_tokens = _positive_int(max_new_tokens, f"task {task}: gen_kwargs max_new_tokens")
-    num_beams = _positive_int(gen_kwargs.get("num_beams") or 1, f"task {task}: gen_kwargs num_beams")
-    temperature = float(gen_kwargs.get("temperature") or 0.0)
-    if temperature < 0:
-        raise ValueError(f"task {task}: gen_kwargs temperature must be >= 0, got {temperature}")
-    do_sample = gen_kwargs.get("do_sample")
-    if do_sample is False:
-        temperature = 0.0
-    elif do_sample is True and temperature == 0.0:
-        temperature = 1.0
-    top_p = gen_kwargs.get("top_p")
-    return {
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "top_p": float(top_p) if top_p is not None else None,
-        "num_beams": num_beams,
-        "stop": tuple(s for s in until if s),
-    }
+    return GenerationSettings.from_kwargs(gen_kwargs, where=f"task {task}: gen_kwargs").request_fields()
 
 
 def cli_results_dir(argv: Sequence[str] | None = None) -> Path | None:
@@ -727,27 +692,18 @@ def cli_results_dir(argv: Sequence[str] | None = None) -> Path | None:
     return Path(args.output_path) / sanitize_model_name(model_name)
 
 
-def write_run_manifest(results_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Write ``tg_llava_run.json`` into ``results_dir`` (created if needed).
-
-    The manifest is validated and written by :mod:`tg_llava_eval.results.manifest`, the module
-    that reads it back, so writer and reader share one schema implementation.
+def write_run_manifest(results_dir: str | os.PathLike, manifest: RunManifest) -> Path:
+    """Write ``tg_llava_run.json`` into ``results_dir`` (created if needed), through the one writer
+    (:func:`tg_llava_eval.results.manifest.write_run_manifest`), and log it.
 
     Args:
         results_dir: The folder holding lmms-eval's ``<date>_results.json`` for this model.
-        manifest: A ``tg_llava_run/1`` record (:meth:`TGLlava.run_manifest`).
+        manifest: The manifest (:meth:`TGLlava.run_manifest`).
 
     Returns:
         The path written.
-
-    Raises:
-        tg_llava_eval.results.errors.ResultFileError: ``manifest`` does not follow the schema
-            (a ``ValueError``; the message names the file and the field).
     """
-    from tg_llava_eval.results.manifest import MANIFEST_NAME, parse_run_manifest
-    from tg_llava_eval.results.manifest import write_run_manifest as write_manifest_file
-
-    path = write_manifest_file(results_dir, parse_run_manifest(manifest, Path(results_dir) / MANIFEST_NAME))
+    path = write_manifest_file(results_dir, manifest)
     logger.info("tg_llava: wrote run manifest %s", path)
     return path
 

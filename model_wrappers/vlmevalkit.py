@@ -47,7 +47,6 @@ checkpoint's config.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import importlib.metadata
 import logging
@@ -65,7 +64,9 @@ from vlmeval.vlm.llava.llava import LLaVA
 
 import tg_llava_eval
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
+from tg_llava_eval.inference.generation_settings import GenerationSettings
 from tg_llava_eval.inference.requests import GenerationRequest
+from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
 from tg_llava_eval.variants import IDENTITY_FIELDS, VARIANTS, check_variant, get_variant, recognise_variant
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,6 @@ CLASS_NAME = "TGLLaVA"
 FAILURE_PREFIX = f"{INFER_FAIL_MSG}: [TG-LLaVA] "
 #: The toolkit distribution whose version goes into run manifests.
 TOOLKIT_DISTRIBUTION = "ms-vlmeval"
-#: File name and schema of the run manifest that ``run.py`` writes next to the predictions.
-MANIFEST_NAME = "tg_llava_run.json"
-MANIFEST_SCHEMA = "tg_llava_run/1"
 #: Vision-cache capacity in images. It is sized for MMBench, whose circular copies of a question sit
 #: far from the original in the TSV: an LRU smaller than that reuse distance never hits. The engine
 #: keeps entries on the host; at the real sizes one is ~5.9 MB in bf16 (576 patch + 4 x 576 crop
@@ -91,36 +89,30 @@ _IMAGE, _TEXT, _VIDEO = "image", "text", "video"
 _NON_FILE_IMAGE_PREFIXES = ("data:image/", "http://", "https://")
 
 
-@dataclasses.dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding settings of one :class:`TGLLaVA` instance (``GenerationRequest`` fields).
-
-    Attributes:
-        max_new_tokens: Upper bound on answer length in LLM tokens.
-        temperature: Sampling temperature; 0 means greedy decoding.
-        top_p: Nucleus threshold when sampling (``None`` = off).
-        num_beams: Beam-search width (1 = none).
-    """
-
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float | None = None
-    num_beams: int = 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise TGLlavaConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if self.temperature < 0:
-            raise TGLlavaConfigError(f"temperature must be >= 0, got {self.temperature!r}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise TGLlavaConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not isinstance(self.num_beams, int) or self.num_beams < 1:
-            raise TGLlavaConfigError(f"num_beams must be a positive integer, got {self.num_beams!r}")
-
-
 #: VLMEvalKit's LLaVA-1.5 wrapper (``vlmeval/vlm/llava/llava.py``, ``LLaVA.__init__``): ``do_sample=False,
 #: temperature=0, max_new_tokens=2048, top_p=None, num_beams=1`` for every dataset.
 LLAVA15_GENERATION = GenerationSettings(max_new_tokens=2048, temperature=0.0, top_p=None, num_beams=1)
+
+
+#: The decoding keywords of VLMEvalKit's LLaVA-1.5 wrapper (no stop strings there).
+_LLAVA_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
+
+
+def generation_from_keywords(keywords: Mapping[str, Any]) -> GenerationSettings:
+    """Decoding settings from LLaVA-1.5-style keywords (``--config`` entries, ``run.py`` flags).
+
+    ``do_sample`` defaults to false, as in VLMEvalKit's LLaVA wrapper: a temperature alone stays
+    greedy. Everything else is the project's one rule (:class:`GenerationSettings`).
+
+    Raises:
+        TGLlavaConfigError: a bad value or an unknown key, naming the key.
+    """
+    unknown = sorted(set(keywords) - set(_LLAVA_GENERATION_KEYS))
+    if unknown:
+        raise TGLlavaConfigError(f"TG-LLaVA (VLMEvalKit): unknown decoding keyword(s) {unknown}; known: {list(_LLAVA_GENERATION_KEYS)}")
+    return GenerationSettings.from_kwargs(
+        {"do_sample": False, **keywords}, where="TG-LLaVA (VLMEvalKit)", defaults=LLAVA15_GENERATION
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,8 +207,8 @@ class TGLLaVA(BaseModel):
         cache_size: Number of images the cache keeps (LRU).
         max_new_tokens / temperature / top_p / num_beams: Decoding; defaults are VLMEvalKit's
             LLaVA-1.5 settings (:data:`LLAVA15_GENERATION`).
-        do_sample: Accepted for parity with LLaVA-1.5's keywords: ``False`` forces greedy decoding
-            whatever the temperature; ``True`` needs ``temperature > 0``.
+        do_sample: LLaVA-1.5's keyword: ``False`` (default) forces greedy decoding whatever the
+            temperature; ``True`` samples (at temperature 1 when none is given).
 
     Raises:
         TGLlavaConfigError: no ``model_path``, a path that is not a checkpoint directory, a
@@ -244,7 +236,9 @@ class TGLLaVA(BaseModel):
         do_sample: bool = False,
     ) -> None:
         super().__init__()
-        self._reset_state(_generation_settings(max_new_tokens, temperature, top_p, num_beams, do_sample))  # fail fast
+        self._reset_state(generation_from_keywords(dict(  # fail fast
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
+        )))
         if model_path is None:
             raise TGLlavaConfigError(
                 "TG-LLaVA presets ship no weights: give a checkpoint with run.py --model-path DIR "
@@ -280,7 +274,7 @@ class TGLLaVA(BaseModel):
         """
         self = cls.__new__(cls)
         BaseModel.__init__(self)
-        self._reset_state(_generation_settings(**generation))
+        self._reset_state(generation_from_keywords(generation))
         return self
 
     def _reset_state(self, generation: GenerationSettings) -> None:
@@ -550,28 +544,6 @@ def _is_missing_file(value: Any) -> bool:
     return isinstance(value, str) and not value.startswith(_NON_FILE_IMAGE_PREFIXES) and not os.path.exists(value)
 
 
-def _generation_settings(
-    max_new_tokens: int = LLAVA15_GENERATION.max_new_tokens,
-    temperature: float = LLAVA15_GENERATION.temperature,
-    top_p: float | None = LLAVA15_GENERATION.top_p,
-    num_beams: int = LLAVA15_GENERATION.num_beams,
-    do_sample: bool = False,
-) -> GenerationSettings:
-    """Map LLaVA-1.5-style keywords (``do_sample`` + ``temperature``) onto :class:`GenerationSettings`.
-
-    Raises:
-        TGLlavaConfigError: ``do_sample=True`` without a positive temperature, or invalid values.
-    """
-    if do_sample and not temperature > 0:
-        raise TGLlavaConfigError(f"do_sample=True needs temperature > 0, got temperature={temperature!r}")
-    return GenerationSettings(
-        max_new_tokens=max_new_tokens,
-        temperature=float(temperature) if do_sample else 0.0,
-        top_p=top_p if do_sample else None,
-        num_beams=num_beams,
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # Registration
 # --------------------------------------------------------------------------------------------------
@@ -663,8 +635,8 @@ def check_variant_request(model_names: Sequence[str], variant: str | None) -> No
 # --------------------------------------------------------------------------------------------------
 # Run manifest
 # --------------------------------------------------------------------------------------------------
-def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str | None, llm: str | None) -> dict:
-    """The ``tg_llava_run/1`` record ``run.py`` writes as ``<work_dir>/<model_name>/tg_llava_run.json``.
+def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str | None, llm: str | None) -> RunManifest:
+    """The run manifest ``run.py`` writes as ``<work_dir>/<model_name>/tg_llava_run.json``.
 
     The results helper reads it to label the score files of that folder.
 
@@ -676,23 +648,19 @@ def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str
             ``text_config.model_type`` for a custom checkpoint.
 
     Returns:
-        A JSON-serialisable dict with keys ``schema, toolkit, toolkit_version, model_name, variant,
-        llm, checkpoint, tg_llava_eval_version, created``.
+        The manifest (:func:`tg_llava_eval.results.manifest.build_run_manifest`).
     """
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "toolkit": "vlmevalkit",
-        "toolkit_version": importlib.metadata.version(TOOLKIT_DISTRIBUTION),
-        "model_name": model_name,
-        "variant": variant,
-        "llm": llm,
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "tg_llava_eval_version": tg_llava_eval.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return build_run_manifest(
+        toolkit="vlmevalkit",
+        toolkit_version=importlib.metadata.version(TOOLKIT_DISTRIBUTION),
+        model_name=model_name,
+        variant=variant,
+        llm=llm,
+        checkpoint=str(Path(checkpoint).resolve()),
+    )
 
 
-def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant: str | None) -> dict:
+def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant: str | None) -> RunManifest:
     """:func:`run_manifest` for a checkpoint directory, its variant checked or recognised from its config.
 
     Reads only ``config.json`` (no weights), so ``run.py`` can refuse a wrong ``--variant`` before
@@ -704,7 +672,7 @@ def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant:
         variant: The preset's or the user's variant, or ``None`` to recognise it.
 
     Returns:
-        The manifest dict.
+        The manifest.
 
     Raises:
         TGLlavaConfigError: the directory has no config.json or does not match ``variant``.

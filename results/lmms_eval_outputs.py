@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
                 canonical, scale, value_ = metric_spec.name, SCALE_PERCENT, raw * 100.0
             else:
                 canonical, scale, value_ = metric_spec.name, metric_spec.scale, raw
+            if not math.isfinite(value_):  # e.g. a "fraction" of 1e306 overflows when made a percentage
+                raise ResultFileError(path, f"results.{task}.{key!r} = {raw!r} is out of range on the {scale!r} scale")
             if filter_name and filter_name != "none":
                 canonical = f"{canonical}[{filter_name}]"
             task_directions = directions.get(task) if isinstance(directions.get(task), dict) else {}

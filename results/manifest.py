@@ -135,6 +135,52 @@ def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
     )
 
 
+def build_run_manifest(
+    *,
+    toolkit: str,
+    toolkit_version: str,
+    model_name: str,
+    variant: str | None,
+    llm: str | None,
+    checkpoint: str,
+    switches: Mapping[str, bool] | None = None,
+) -> RunManifest:
+    """The manifest an evaluation wrapper writes for one model's outputs (both toolkits, ``run.py``).
+
+    Args:
+        toolkit: ``vlmevalkit`` or ``lmms-eval``.
+        toolkit_version: The toolkit distribution's version.
+        model_name: The toolkit-side model name (VLMEvalKit preset/folder, lmms-eval model id).
+        variant: Variant name, or ``None`` for a custom checkpoint.
+        llm: The variant's LLM (``Variant.llm``), or the checkpoint's ``text_config.model_type``.
+        checkpoint: The checkpoint evaluated (an absolute path, or a hub id).
+        switches: The checkpoint's TG switches (:data:`SWITCH_NAMES`), where the writer knows them.
+
+    Returns:
+        The manifest, stamped with this package's version and the time (UTC, seconds).
+
+    Raises:
+        ResultFileError: a field that does not follow the schema.
+    """
+    import datetime
+
+    import tg_llava_eval
+
+    manifest = RunManifest(
+        variant=variant or "",
+        toolkit=toolkit,
+        toolkit_version=toolkit_version,
+        model_name=model_name,
+        llm=llm or "",
+        checkpoint=checkpoint,
+        tg_llava_eval_version=tg_llava_eval.__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        switches=dict(switches or {}),
+    )
+    parse_run_manifest(manifest.to_dict(), MANIFEST_NAME)  # the reader's rules
+    return manifest
+
+
 def read_run_manifest(path: str | Path) -> RunManifest:
     """Read and validate ``tg_llava_run.json``.
 
@@ -154,8 +200,8 @@ def read_run_manifest(path: str | Path) -> RunManifest:
 def write_run_manifest(directory: str | Path, manifest: RunManifest) -> Path:
     """Write ``manifest`` as ``<directory>/tg_llava_run.json``.
 
-    The evaluation wrappers write the same schema themselves; this writer serves tools and tests
-    (and wrappers that prefer to call it).
+    The one writer: ``run.py`` and both evaluation wrappers write through it (with a manifest from
+    :func:`build_run_manifest`).
 
     Args:
         directory: The output folder the manifest describes (created if missing).

@@ -226,10 +226,16 @@ def test_cli_results_dir_follows_lmms_eval_naming(tmp_path):
     assert cli_results_dir(argv) == tmp_path / "tg__llava-7b"
     assert cli_results_dir(argv[:-2]) is None  # no --output_path: lmms-eval writes nothing
     assert cli_results_dir(["-q", "tests"]) is None  # not an lmms-eval command line
-    with pytest.raises(ValueError, match="no 'variant' key"):
-        write_run_manifest(tmp_path, {"schema": "tg_llava_run/1"})
-    written = write_run_manifest(tmp_path, {"schema": "tg_llava_run/1", "variant": None, "llm": "qwen2"})
+    from tg_llava_eval.results.manifest import build_run_manifest, read_run_manifest
+
+    with pytest.raises(ValueError, match="'switches' must map"):
+        build_run_manifest(toolkit="lmms-eval", toolkit_version="0.7.3", model_name="tg_llava", variant=None,
+                           llm="qwen2", checkpoint="/c", switches={"fom": True})
+    manifest = build_run_manifest(toolkit="lmms-eval", toolkit_version="0.7.3", model_name="tg_llava", variant=None,
+                                  llm="qwen2", checkpoint="/c")
+    written = write_run_manifest(tmp_path, manifest)
     assert written == tmp_path / "tg_llava_run.json" and '"llm": "qwen2"' in written.read_text()
+    assert read_run_manifest(written) == manifest
 
 
 def test_declared_variant_must_match_the_checkpoint(tiny_checkpoint):
@@ -243,4 +249,4 @@ def test_declared_variant_must_match_the_checkpoint(tiny_checkpoint):
     with pytest.raises(TGLlavaConfigError, match=r"use_text_guided_mask: checkpoint True vs variant False"):
         TGLlava(pretrained=str(tiny_checkpoint), device="cpu", variant="tiny-baseline")
     model = TGLlava(pretrained=str(tiny_checkpoint), device="cpu")  # the checkpoint records its variant
-    assert (model.variant, model.run_manifest()["variant"]) == ("tiny", "tiny")
+    assert (model.variant, model.run_manifest().variant) == ("tiny", "tiny")

@@ -130,11 +130,13 @@ def test_generation_defaults_are_llava15s():
     custom = wrapper.TGLLaVA.without_engine(max_new_tokens=8, temperature=0.7, do_sample=True, top_p=0.9)
     assert custom.generation == wrapper.GenerationSettings(max_new_tokens=8, temperature=0.7, top_p=0.9, num_beams=1)
     # LLaVA-1.5 semantics: without do_sample the temperature is ignored (greedy)
-    assert wrapper.TGLLaVA.without_engine(temperature=0.7).generation.temperature == 0.0
-    with pytest.raises(TGLlavaConfigError, match="do_sample=True needs temperature > 0"):
-        wrapper.TGLLaVA.without_engine(do_sample=True)
-    with pytest.raises(TGLlavaConfigError, match="max_new_tokens"):
+    assert wrapper.TGLLaVA.without_engine(temperature=0.7, top_p=0.9).generation == wrapper.LLAVA15_GENERATION
+    # the project's one rule (also lmms-eval's): do_sample alone samples at temperature 1
+    assert wrapper.TGLLaVA.without_engine(do_sample=True).generation.temperature == 1.0
+    with pytest.raises(TGLlavaConfigError, match="max_new_tokens must be a positive integer"):
         wrapper.TGLLaVA.without_engine(max_new_tokens=0)
+    with pytest.raises(TGLlavaConfigError, match=r"unknown decoding keyword\(s\) \['max_tokens'\]"):
+        wrapper.TGLLaVA.without_engine(max_tokens=8)
 
 
 def test_image_position_and_single_image_rule(ours):
@@ -252,7 +254,7 @@ def test_presets_name_known_variants():
 
 
 def test_manifest_schema(tmp_path):
-    manifest = wrapper.run_manifest("tg_llava", checkpoint=tmp_path, variant="tiny", llm="tiny-Qwen2")
+    manifest = wrapper.run_manifest("tg_llava", checkpoint=tmp_path, variant="tiny", llm="tiny-Qwen2").to_dict()
     assert manifest["schema"] == "tg_llava_run/1" and manifest["toolkit"] == "vlmevalkit"
     assert manifest["toolkit_version"] == "0.0.20"
     assert set(manifest) == {"schema", "toolkit", "toolkit_version", "model_name", "variant", "llm", "checkpoint",
@@ -277,7 +279,7 @@ def test_variant_recognised_or_refused(tmp_path):
         wrapper.resolve_variant(tiny, "tg-llava-qwen3", source="x")
     tiny.save_pretrained(tmp_path)
     manifest = wrapper.checkpoint_manifest("tg_llava", tmp_path, None)
-    assert (manifest["variant"], manifest["llm"]) == ("tiny", "tiny-Qwen2")
+    assert (manifest.variant, manifest.llm) == ("tiny", "tiny-Qwen2")
     with pytest.raises(TGLlavaConfigError, match="no config.json"):
         wrapper.checkpoint_manifest("tg_llava", tmp_path / "empty", None)
 
@@ -289,7 +291,7 @@ def test_a_local_yorn_set_gets_the_dataset_prompt_not_the_mcq_path(ours, llava, 
     over (``set_dump_image``) knows its type; we follow it."""
     from vlmeval.dataset import ImageMCQDataset, ImageYORNDataset
 
-    from tg_llava_eval.training.synthetic import generate_synthetic_dataset
+    from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 
     data = generate_synthetic_dataset(tmp_path / "synth", seed=2, n_train_stage1=1, n_train_stage2=1, n_test=2,
                                       image_size=56)
