@@ -3,7 +3,6 @@ the same checkpoint for the same reason (``tg_llava_eval.variants.IDENTITY_FIELD
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from tg_llava_eval.errors import TGLlavaConfigError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +34,8 @@ def test_lmms_eval_wrapper_refuses_a_checkpoint_with_another_template(wrong_temp
 
 def test_run_py_refuses_a_checkpoint_with_another_template(wrong_template_checkpoint, tmp_path, caplog, monkeypatch):
     monkeypatch.delenv("MMEVAL_ROOT", raising=False)
-    spec = importlib.util.spec_from_file_location("tg_llava_run_py", REPO / "run.py")
-    run_py = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_py)
+    from tg_llava_eval.model_wrappers import vlmevalkit_run as run_py
+
     argv = ["--model", "tg_llava", "--model-path", str(wrong_template_checkpoint), "--variant", "tiny",
             "--data", "MME", "--work-dir", str(tmp_path / "work")]
     assert run_py.main(argv) == 2

@@ -151,10 +151,9 @@ def test_yorn_and_vqa_via_config(tmp_path, tiny_checkpoint, toolkit_env):
 
 
 def _run_py_module():
-    spec = importlib.util.spec_from_file_location("tg_llava_run_py", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tg_llava_eval.model_wrappers import vlmevalkit_run
+
+    return vlmevalkit_run
 
 
 def test_our_flags_are_checked_before_vlmevalkit_runs(tmp_path, tiny_checkpoint, caplog, monkeypatch):
