@@ -14,7 +14,7 @@ export OMP_NUM_THREADS ?= 1
 # Cache bytecode: the suite starts many Python processes (toolkits, torchrun ranks).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup test test-fast demo bench clean-venv lint
+.PHONY: setup test test-quick demo bench clean-venv lint
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements/*.txt
 test: setup
 	$(PY) -m pytest -q -ra --timeout=1800 tests
 
-test-fast: setup
-	$(PY) -m pytest -q tests/unit
+# The edit-test loop (under a minute): unit tests that start no toolkit, demo or training run.
+test-quick: setup
+	$(PY) -m pytest -q -x -m "not slow and not e2e" tests/unit --ignore=tests/unit/tools --deselect tests/unit/results/test_fuzz_parsers.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 demo: setup
 	$(VENV)/bin/tg-llava-eval demo --out demo_out $(DEMO_ARGS)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import pandas as pd
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 from tg_llava_eval.leaderboards.table import Table
 

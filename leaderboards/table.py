@@ -10,8 +10,8 @@ cannot disagree about a number (STYLE rule 15: "all formats from one frame").
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pandas as pd
 

@@ -27,14 +27,13 @@ import json
 import logging
 import math
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
 from tg_llava_eval.leaderboards.table import FORMAT_COUNT, FORMAT_DELTA, FORMAT_RATE, FORMAT_SCORE, Table
 from tg_llava_eval.results.benchmarks import BenchmarkRegistry
 from tg_llava_eval.results.identity import MAIN_LLMS, variant_switches
-from tg_llava_eval.variants import METHOD_LLAVA_15, METHOD_TG_LLAVA
 from tg_llava_eval.results.manifest import RunManifest, parse_run_manifest
 from tg_llava_eval.results.records import (
     ORIGIN_REPORTED,
@@ -42,6 +41,7 @@ from tg_llava_eval.results.records import (
     TOOLKIT_LMMS_EVAL,
     TOOLKIT_VLMEVALKIT,
 )
+from tg_llava_eval.variants import METHOD_LLAVA_15, METHOD_TG_LLAVA
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def column_labels(frame: pd.DataFrame, registry: BenchmarkRegistry) -> pd.Series
         base = registry.label(str(benchmark))
         keys = group[["dataset", "split", "metric"]].drop_duplicates()
 
-        def distinct(columns: list[str]) -> int:
+        def distinct(columns: list[str], keys: pd.DataFrame = keys) -> int:
             return len(keys.drop_duplicates(subset=columns)) if columns else 1
 
         parts: list[str] = []
@@ -204,17 +204,19 @@ def main_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str)
     else:
         wide = _pivot(frame, keys, labels)
         wide = wide.iloc[
-            sorted(range(len(wide)), key=lambda i: (_llm_rank(wide["LLM"].iloc[i]), _method_rank(wide["Method"].iloc[i]), wide["Variant"].iloc[i], wide["Model"].iloc[i]))
+            sorted(range(len(wide)), key=lambda i: (
+                _llm_rank(wide["LLM"].iloc[i]), _method_rank(wide["Method"].iloc[i]), wide["Variant"].iloc[i], wide["Model"].iloc[i],
+            ))
         ].reset_index(drop=True)
-    sums = [l for l in labels if (frame.loc[frame["label"] == l, "scale"] == "sum").any()]
+    sums = [label for label in labels if (frame.loc[frame["label"] == label, "scale"] == "sum").any()]
     notes = ["Headline score per benchmark; accuracies in %, " + (f"{', '.join(sums)} as summed scores." if sums else "no summed scores.")]
     return Table(
         name=f"main_{toolkit.replace('-', '_')}",
         title=f"Main results ({TOOLKIT_LABELS.get(toolkit, toolkit)})",
         frame=wide,
         label_columns=len(keys),
-        formats={l: FORMAT_SCORE for l in labels},
-        best={l: True for l in labels},
+        formats={label: FORMAT_SCORE for label in labels},
+        best={label: True for label in labels},
         notes=tuple(notes),
     )
 
@@ -234,7 +236,7 @@ def delta_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str
     rows = []
     if not frame.empty:
         frame = newest_per_cell(frame, ["variant", "label"], f"deltas ({toolkit})")
-        for llm in sorted({l for l in frame["llm"] if l}, key=_llm_rank):
+        for llm in sorted({name for name in frame["llm"] if name}, key=_llm_rank):
             ours = frame[(frame["llm"] == llm) & (frame["method"] == METHOD_TG_LLAVA)]
             base = frame[(frame["llm"] == llm) & (frame["method"] == METHOD_LLAVA_15)]
             if ours.empty or base.empty:
@@ -253,8 +255,8 @@ def delta_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str
         title=f"TG-LLaVA vs LLaVA-1.5 ({TOOLKIT_LABELS.get(toolkit, toolkit)}): Δ per benchmark",
         frame=wide,
         label_columns=3,
-        formats={l: FORMAT_DELTA for l in labels},
-        best={l: True for l in labels},
+        formats={label: FORMAT_DELTA for label in labels},
+        best={label: True for label in labels},
         notes=("Δ = TG-LLaVA − LLaVA-1.5 in the benchmark's own units (points).",),
     )
 
@@ -308,7 +310,10 @@ def concurrent_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit
         wide = _pivot(frame, keys, columns).rename(columns={"method": "Method", "llm": "LLM", "model": "Model"})
         order = sorted(
             range(len(wide)),
-            key=lambda i: (wide["Origin"].iloc[i] != "reported", _method_rank(wide["Method"].iloc[i]), _llm_rank(wide["LLM"].iloc[i]), wide["Model"].iloc[i], wide["Source"].iloc[i]),
+            key=lambda i: (
+                wide["Origin"].iloc[i] != "reported", _method_rank(wide["Method"].iloc[i]), _llm_rank(wide["LLM"].iloc[i]),
+                wide["Model"].iloc[i], wide["Source"].iloc[i],
+            ),
         )
         wide = wide.iloc[order].reset_index(drop=True)
     used = sorted({int(m) for s in wide.get("Source", []) for m in re.findall(r"^\[(\d+)\]", str(s))})
@@ -364,13 +369,19 @@ def reported_vs_reproduced(records: pd.DataFrame, registry: BenchmarkRegistry) -
                 "Reported split / metric": f"{p['split_reported']} / {p['metric_reported']}",
                 "Reproduced": p["value"], "Reported": p["value_reported"], "Δ": gap,
                 "Tolerance": tolerance, "Within": "yes" if abs(gap) <= tolerance else "no",
-                "_rank": (_method_rank(p["method"]), _llm_rank(p["llm"]), order[p["benchmark"]], p["toolkit"], p["model"], p["citation_reported"]),
+                "_rank": (
+                    _method_rank(p["method"]), _llm_rank(p["llm"]), order[p["benchmark"]], p["toolkit"], p["model"],
+                    p["citation_reported"],
+                ),
             }
         )
     rows.sort(key=lambda r: r["_rank"])
     for row in rows:
         row.pop("_rank")
-    columns = ["Method", "LLM", "Benchmark", "Toolkit", "Model", "Split", "Reported by", "Reported split / metric", "Reproduced", "Reported", "Δ", "Tolerance", "Within"]
+    columns = [
+        "Method", "LLM", "Benchmark", "Toolkit", "Model", "Split", "Reported by", "Reported split / metric",
+        "Reproduced", "Reported", "Δ", "Tolerance", "Within",
+    ]
     wide = pd.DataFrame(rows, columns=columns)
     for column in ("Reproduced", "Reported", "Δ", "Tolerance"):
         wide[column] = wide[column].astype(float)
@@ -550,7 +561,10 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
         title="VLMEvalKit vs lmms-eval",
         frame=wide,
         label_columns=4,
-        formats={"VLMEvalKit": FORMAT_SCORE, "lmms-eval": FORMAT_SCORE, "Δ": FORMAT_DELTA, "Samples compared": FORMAT_COUNT, "Answer agreement (%)": FORMAT_RATE},
+        formats={
+            "VLMEvalKit": FORMAT_SCORE, "lmms-eval": FORMAT_SCORE, "Δ": FORMAT_DELTA, "Samples compared": FORMAT_COUNT,
+            "Answer agreement (%)": FORMAT_RATE,
+        },
         notes=tuple(notes),
     )
 

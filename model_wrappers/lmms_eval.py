@@ -57,8 +57,9 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -68,7 +69,6 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
-import tg_llava_eval
 from tg_llava_eval.inference import TGLlavaEngine
 from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings
 from tg_llava_eval.inference.requests import (
@@ -77,9 +77,9 @@ from tg_llava_eval.inference.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID, registered_variants, wrapper_class_name
 from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
 from tg_llava_eval.results.manifest import write_run_manifest as write_manifest_file
-from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID, registered_variants, wrapper_class_name
 from tg_llava_eval.variants import VARIANTS, Variant, check_variant
 
 logger = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ class TGLlava(lmms):
             prepared = [self._loglikelihood_request(requests[index].args) for index in batch]
             runnable = [request for request, error in prepared if error is None]
             engine_results = iter(self.engine.loglikelihood(runnable, batch_size=self._batch_size) if runnable else [])
-            for index, (request, error) in zip(batch, prepared):
+            for index, (_, error) in zip(batch, prepared):
                 result = next(engine_results) if error is None else LoglikelihoodResult(-math.inf, False, error=error)
                 if result.error is not None:
                     failed += 1
@@ -492,7 +492,7 @@ class TGLlava(lmms):
         self._log_failures("generate_until_multi_round", failed, len(requests))
         return outputs  # type: ignore[return-value]
 
-    def _next_round(self, state: "_RoundState", round_idx: int) -> None:
+    def _next_round(self, state: _RoundState, round_idx: int) -> None:
         """Ask the task for the next round of one document and update its state in place."""
         doc = self.task_dict[state.task][state.split][state.doc_id]
         try:

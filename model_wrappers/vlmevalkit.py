@@ -53,8 +53,9 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from PIL import UnidentifiedImageError
@@ -62,7 +63,6 @@ from vlmeval.smp.file import INFER_FAIL_MSG
 from vlmeval.vlm.base import BaseModel
 from vlmeval.vlm.llava.llava import LLaVA
 
-import tg_llava_eval
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
 from tg_llava_eval.inference.generation_settings import GenerationSettings
 from tg_llava_eval.inference.requests import GenerationRequest
@@ -263,7 +263,7 @@ class TGLLaVA(BaseModel):
         )
 
     @classmethod
-    def without_engine(cls, **generation: Any) -> "TGLLaVA":
+    def without_engine(cls, **generation: Any) -> TGLLaVA:
         """An instance with the prompt hooks and request building but no model.
 
         For checks that need no weights (prompt parity, dry runs); :meth:`generate_inner` on it

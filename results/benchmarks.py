@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.records import SCALE_PERCENT, SCALE_RAW, SCALE_SUM, SCALES, TOOLKIT_LMMS_EVAL, TOOLKIT_VLMEVALKIT
@@ -369,7 +370,8 @@ def load_benchmark_specs(path: str | Path) -> tuple[list[BenchmarkSpec], dict[st
         raise ResultFileError(path, f"cannot read benchmark specs: {error}") from None
     if not isinstance(data, dict) or set(data) - {"benchmarks", "lmms_metrics"}:
         raise ResultFileError(path, "benchmark specs must be an object with keys 'benchmarks' and/or 'lmms_metrics'")
-    specs = [_spec_from_json(item, path, f"benchmarks[{i}]") for i, item in enumerate(_list(data.get("benchmarks", []), path, "benchmarks"))]
+    items = _list(data.get("benchmarks", []), path, "benchmarks")
+    specs = [_spec_from_json(item, path, f"benchmarks[{i}]") for i, item in enumerate(items)]
     metrics = {}
     for name, item in _dict(data.get("lmms_metrics", {}), path, "lmms_metrics").items():
         item = _dict(item, path, f"lmms_metrics.{name}")

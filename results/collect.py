@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from tg_llava_eval.results.errors import ResultFileError, Skip
 from tg_llava_eval.results.lmms_eval_outputs import is_results_file, parse_results_file

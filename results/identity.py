@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.manifest import RunManifest

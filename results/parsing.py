@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from tg_llava_eval.results.benchmarks import BenchmarkRegistry, Headline
 from tg_llava_eval.results.errors import Skip
@@ -61,7 +61,7 @@ class ParsedOutput:
         logger.warning("skipped %s", item)
         self.skips.append(item)
 
-    def extend(self, other: "ParsedOutput") -> None:
+    def extend(self, other: ParsedOutput) -> None:
         """Append another output's records, samples, skips and renamings."""
         self.records.extend(other.records)
         self.samples.extend(other.samples)

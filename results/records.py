@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -122,7 +123,7 @@ class ScoreRecord:
             self.split, self.category, self.metric,
         )
 
-    def replace(self, **changes: Any) -> "ScoreRecord":
+    def replace(self, **changes: Any) -> ScoreRecord:
         """A copy with ``changes`` applied (records are immutable)."""
         return dataclasses.replace(self, **changes)
 

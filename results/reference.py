@@ -96,7 +96,9 @@ def read_reference_csv(path: str | Path, registry: BenchmarkRegistry | None = No
     return records
 
 
-def load_reference_scores(extra: list[str | Path] = (), registry: BenchmarkRegistry | None = None, shipped: bool = True) -> list[ScoreRecord]:
+def load_reference_scores(
+    extra: list[str | Path] = (), registry: BenchmarkRegistry | None = None, shipped: bool = True
+) -> list[ScoreRecord]:
     """The shipped reference scores plus user CSVs.
 
     Args:

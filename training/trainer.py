@@ -30,7 +30,8 @@ import dataclasses
 import json
 import logging
 import pathlib
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import AutoConfig, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
@@ -83,10 +84,10 @@ class StageRun:
     data_path: pathlib.Path
     image_dir: pathlib.Path
     output_dir: pathlib.Path
-    model_path: Optional[pathlib.Path] = None
-    stage1_dir: Optional[pathlib.Path] = None
+    model_path: pathlib.Path | None = None
+    stage1_dir: pathlib.Path | None = None
     strict_data: bool = False
-    model_max_length: Optional[int] = None
+    model_max_length: int | None = None
     use_deepspeed: bool = True
     training_flags: tuple[str, ...] = ()
 

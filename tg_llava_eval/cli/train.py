@@ -31,7 +31,7 @@ import os
 import pathlib
 import socket
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 HELP = "train one TG-LLaVA stage: pretrain (feature alignment, ZeRO-2) or finetune (instruction tuning, ZeRO-3)"
 

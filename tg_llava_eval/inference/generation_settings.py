@@ -18,7 +18,8 @@ one raises naming where it came from and the key. See docs/architecture.md ("Inf
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import TGLlavaConfigError
 

@@ -10,14 +10,10 @@ returns a result with ``error`` set to a message naming the input, and the rest 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence, Union
 
-from PIL import Image
-
-#: What an image argument may be: a decoded PIL image, a file path, or the encoded file bytes.
-ImageInput = Union[Image.Image, str, Path, bytes]
+from ..processing.image_loading import ImageInput
 
 
 @dataclass

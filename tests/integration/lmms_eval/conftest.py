@@ -9,8 +9,8 @@ folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from tg_lmms_helpers import VENV_BIN, LmmsProcess, LmmsRun, finish_lmms, free_port, lmms_args, start_lmms, stop

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from tg_lmms_helpers import ALL_TASKS, BAD_TASK, GEN_TASK, MC_TASK, MULTIROUND_TASK, TASK_UTILS
 
 import tg_llava_eval
-from tg_lmms_helpers import ALL_TASKS, BAD_TASK, GEN_TASK, MC_TASK, MULTIROUND_TASK, TASK_UTILS
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,6 @@ import os
 import pytest
 import torch
 from PIL import Image
-
 from tg_lmms_helpers import GEN_TASK, LMMS_TASKS_DIR, MC_TASK, MULTIROUND_TASK
 
 PARITY_TASKS = (GEN_TASK, MC_TASK, MULTIROUND_TASK)
@@ -217,9 +216,9 @@ def test_prompt_longer_than_max_length_is_reported(tiny_checkpoint):
 
 
 def test_cli_results_dir_follows_lmms_eval_naming(tmp_path):
-    from tg_llava_eval.model_wrappers.lmms_eval import cli_results_dir, write_run_manifest
-
     import lmms_eval.__main__  # noqa: F401 - the CLI module must be loaded for the rule to apply
+
+    from tg_llava_eval.model_wrappers.lmms_eval import cli_results_dir, write_run_manifest
 
     argv = ["--model", "tg_llava", "--model_args", "pretrained=/ckpts/tg/llava-7b,variant=tiny",
             "--tasks", "mme", "--output_path", str(tmp_path)]  # fmt: skip

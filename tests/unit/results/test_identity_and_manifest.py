@@ -8,7 +8,15 @@ import sys
 
 import pytest
 
-from tg_llava_eval.results import ModelIdentity, RunManifest, ResultFileError, read_model_mapping, read_run_manifest, resolve_identity, write_run_manifest
+from tg_llava_eval.results import (
+    ModelIdentity,
+    ResultFileError,
+    RunManifest,
+    read_model_mapping,
+    read_run_manifest,
+    resolve_identity,
+    write_run_manifest,
+)
 from tg_llava_eval.results.identity import VARIANTS, MappingEntry, variant_switches
 from tg_llava_eval.results.manifest import MANIFEST_NAME, find_run_manifest
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tg_llava_eval.results import BenchmarkRegistry, ResultFileError, load_benchmark_specs, load_reference_scores, read_reference_csv, shipped_reference_path
+from tg_llava_eval.results import (
+    BenchmarkRegistry,
+    ResultFileError,
+    load_benchmark_specs,
+    load_reference_scores,
+    read_reference_csv,
+    shipped_reference_path,
+)
 from tg_llava_eval.results.benchmarks import DEFAULT_BENCHMARKS
 from tg_llava_eval.results.reference import REFERENCE_COLUMNS
 

@@ -258,7 +258,7 @@ def test_status_json_fills_in_a_missing_score_file(toolkit_outputs, tmp_path):
     for key, (value, _) in VLMEVALKIT_EXPECTED.items():
         if key[0] == TG and key[1] in ("tinymcq", "tinyPOPE"):
             assert records[key].value == pytest.approx(value), key
-            assert records[key].source.endswith("status.json#datasets.%s.metrics" % key[1])
+            assert records[key].source.endswith(f"status.json#datasets.{key[1]}.metrics")
 
 
 def test_empty_ms_run_folder_is_ignored(toolkit_outputs, tmp_path):
