@@ -46,7 +46,8 @@ import dataclasses
 import json
 import logging
 import pathlib
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -104,7 +105,7 @@ class SkipReport:
         if len(self.examples[reason]) < MAX_EXAMPLES_PER_REASON:
             self.examples[reason].append(message)
 
-    def merge(self, other: "SkipReport") -> None:
+    def merge(self, other: SkipReport) -> None:
         """Add every row and example of ``other`` (e.g. another rank's report)."""
         for reason, indices in other.rows.items():
             self.rows[reason].update(indices)
@@ -130,7 +131,7 @@ class SkipReport:
         }
 
 
-def load_llava_json(path: "str | pathlib.Path") -> list[Any]:
+def load_llava_json(path: str | pathlib.Path) -> list[Any]:
     """Read a LLaVA conversation file: a JSON list of rows (rows are checked later, one by one).
 
     Raises:
@@ -165,11 +166,11 @@ class Entry:
     index: int
     row_id: str
     conversations: list[dict]
-    image_path: Optional[pathlib.Path]
+    image_path: pathlib.Path | None
     modality_length: int
 
 
-def check_row(row: Any, index: int, image_dir: pathlib.Path) -> "Entry | tuple[str, str]":
+def check_row(row: Any, index: int, image_dir: pathlib.Path) -> Entry | tuple[str, str]:
     """Up-front, decode-free checks of one row.
 
     Returns:
@@ -221,8 +222,8 @@ class LazySupervisedDataset(Dataset):
 
     def __init__(
         self,
-        data_path: "str | pathlib.Path",
-        image_dir: "str | pathlib.Path",
+        data_path: str | pathlib.Path,
+        image_dir: str | pathlib.Path,
         processor: TGLlavaProcessor,
         *,
         max_length: int,
@@ -311,7 +312,9 @@ class LazySupervisedDataset(Dataset):
 
 
 class TrainingCollator:
-    """Batches dataset items with :meth:`TGLlavaProcessor.collate_training` (right padding).
+    """Batches dataset items with :meth:`TGLlavaProcessor.collate_training`: the processing layer's
+    one batch assembler (``encode_sample`` per item, then ``pad_batch`` with right padding and
+    labels -100), the same code that batches inference inputs.
 
     Returns a dict with the model inputs (``input_ids``, ``attention_mask``, ``labels``,
     ``pixel_values``, ``crop_pixel_values``, ``guide_input_ids``, ``guide_attention_mask``) and

@@ -9,8 +9,10 @@ into batched model calls:
 2. **vision features** come from the LRU :class:`~.vision_cache.VisionFeatureCache` (keyed by image
    content) or from one batched tower call for the misses; the text-dependent part (guide tower,
    TG-FOM, TG-DP) runs per request inside ``generate``;
-3. **batch** requests with identical generation settings, left-padded, and call
-   ``model.generate`` (transformers' GenerationMixin, KV cache);
+3. **batch** requests with identical generation settings with the processing layer's one batch
+   assembler (each request is encoded once by :func:`~tg_llava_eval.processing.encode_sample`,
+   its cached features are put in the sample, :meth:`TGLlavaProcessor.pad_batch` left-pads),
+   and call ``model.generate`` (transformers' GenerationMixin, KV cache);
 4. **decode** the new tokens and cut the answer at the first stop string.
 
 Batching never changes an answer: the guide's padding is masked inside TG-DP (``guide_padding=
@@ -21,15 +23,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
 from ..errors import TGLlavaError, TGLlavaInputError
 from ..modeling import TGLlavaForConditionalGeneration
-from ..processing import TGLlavaProcessor
+from ..processing import TGLlavaProcessor, encode_sample
 from ..processing.image_loading import describe_source
 from .requests import (
     GenerationRequest,
@@ -52,11 +55,11 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 @dataclass
 class _Prepared:
-    """A request after the processor: LLM ids, guide ids and the image (or its cache key)."""
+    """A request after the processor: its encoded text (:func:`encode_sample`, no pixels) and the
+    image (or its cache key); the vision features are added at batching time."""
 
     index: int
-    input_ids: list[int]
-    guide_ids: list[int]
+    sample: dict[str, torch.Tensor]
     image_input: Any = None
     image: Any = None
     image_key: str | None = None
@@ -66,6 +69,11 @@ class _Prepared:
     @property
     def has_image(self) -> bool:
         return self.image_input is not None
+
+    @property
+    def num_tokens(self) -> int:
+        """LLM tokens of the request (prompt, image tokens and continuation), unpadded."""
+        return int(self.sample["input_ids"].numel())
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
@@ -133,7 +141,7 @@ class TGLlavaEngine:
         template: str | None = None,
         max_length: int | None = None,
         default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    ) -> "TGLlavaEngine":
+    ) -> TGLlavaEngine:
         """Load a checkpoint directory (ours, or one written by ``tg-llava-eval convert``).
 
         Args:
@@ -215,7 +223,7 @@ class TGLlavaEngine:
                     f"the prompt has {len(ids)} LLM tokens (image tokens included), at or over "
                     f"max_length={self.max_length}"
                 )
-            prepared = _Prepared(index, ids, self.processor.tokenize_guide(guide),
+            prepared = _Prepared(index, encode_sample(ids, self.processor.tokenize_guide(guide)),
                                  continuation_length=continuation_length)
             if image is not None:
                 prepared.image_input = image
@@ -231,8 +239,10 @@ class TGLlavaEngine:
 
     # ------------------------------------------------------------------ vision
     @torch.no_grad()
-    def _image_features(self, batch: Sequence[_Prepared]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``patch [B, P, Dv]`` and ``crops [B, C, P, Dv]`` for a batch (zeros for text-only rows)."""
+    def _image_features(self, batch: Sequence[_Prepared]) -> list[dict[str, torch.Tensor]] | None:
+        """Per row, the vision features to put in its sample: ``patch_features [P, Dv]`` and (with
+        TG-DP) ``crop_features [C, P, Dv]``, on the model's device, zeros for text-only rows;
+        ``None`` when no row has an image (the model then runs without visual inputs)."""
         features: list[CachedFeatures | None] = [None] * len(batch)
         # Rows still to compute, deduplicated by cache key (several questions about one image in
         # one batch run the tower once); rows without a key are computed individually.
@@ -265,35 +275,24 @@ class TGLlavaEngine:
                     features[row] = value
         template = next((f for f in features if f is not None), None)
         if template is None:
-            return None, None
-        patch = torch.stack([
-            (f.patch if f is not None else torch.zeros_like(template.patch)).to(self.device) for f in features
-        ])
-        crops = None
-        if template.crops is not None:
-            crops = torch.stack([
-                (f.crops if f is not None else torch.zeros_like(template.crops)).to(self.device) for f in features
-            ])
-        return patch, crops
+            return None
+        rows = []
+        for f in features:
+            row = {"patch_features": (f.patch if f is not None else torch.zeros_like(template.patch)).to(self.device)}
+            if template.crops is not None:
+                row["crop_features"] = (f.crops if f is not None else torch.zeros_like(template.crops)).to(self.device)
+            rows.append(row)
+        return rows
 
     # ------------------------------------------------------------------ batching
     def _model_inputs(self, batch: Sequence[_Prepared], padding_side: str) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = self.processor.pad_input_ids([p.input_ids for p in batch], padding_side)
-        guide_ids, guide_mask = self.processor.pad_guides([p.guide_ids for p in batch])
-        inputs = {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention_mask.to(self.device),
-            "guide_input_ids": guide_ids.to(self.device),
-            "guide_attention_mask": guide_mask.to(self.device),
-        }
-        patch, crops = self._image_features(batch)
-        if patch is not None:
-            inputs["patch_features"] = patch
-            if crops is not None:
-                inputs["crop_features"] = crops
-        # Positions follow the attention mask, so a left-padded row sees the same positions as alone.
-        inputs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
-        return inputs
+        """The processor's batch assembler over the encoded requests, with the cached vision
+        features swapped in for pixels (``patch_features``/``crop_features``, zeros for
+        text-only rows; absent when no row has an image) and ``position_ids``."""
+        features = self._image_features(batch)
+        samples = [{**item.sample, **(features[row] if features is not None else {})} for row, item in enumerate(batch)]
+        inputs = self.processor.pad_batch(samples, padding_side=padding_side, position_ids=True)
+        return {key: value.to(self.device) for key, value in inputs.items()}
 
     def _generation_kwargs(self, request: GenerationRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -335,7 +334,7 @@ class TGLlavaEngine:
                 tokens.pop()
             text = self.processor.decode(tokens, skip_special_tokens=True)
             text = self._cut(text, list(req.stop) + self.processor.stop_strings)
-            results.append(GenerationResult(text, None, len(item.input_ids), len(tokens)))
+            results.append(GenerationResult(text, None, item.num_tokens, len(tokens)))
         return results
 
     def generate(
@@ -381,7 +380,7 @@ class TGLlavaEngine:
         log_probs = torch.log_softmax(logits, dim=-1)
         results = []
         for row, item in enumerate(batch):
-            end = len(item.input_ids)
+            end = item.num_tokens
             start = end - item.continuation_length
             targets = inputs["input_ids"][row, start:end]
             # Position t predicts token t + 1.

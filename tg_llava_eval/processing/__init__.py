@@ -11,7 +11,14 @@ STYLE rule 7) used by training, the inference engine and both evaluation wrapper
 * :mod:`.guide` — the text guide (which text, CLIP tokenisation to 77, padding modes);
 * :mod:`.tokenization` — prompt tokenisation, image-token expansion, verified training labels;
 * :mod:`.tokenizers` — hub-free tokenizer builders (real CLIP BPE, tiny LLM tokenizers);
-* :mod:`.processing_tg_llava` — the processor class composing them.
+* :mod:`.batching` — the one batch assembler: :func:`encode_sample` (one sample → unbatched
+  tensors) and :func:`pad_batch` (many → padded batch), used by the processor, training collation
+  and the inference engine;
+* :mod:`.processing_tg_llava` — the processor class composing them (a ``ProcessorMixin``).
+
+Importing this package registers :class:`TGLlavaProcessor` with ``AutoProcessor`` for
+``model_type="tg_llava"`` (as external models register), so ``AutoProcessor.from_pretrained(dir)``
+loads it without ``trust_remote_code``.
 
 Typical use::
 
@@ -23,10 +30,17 @@ Typical use::
     sample = processor.tokenize_training_sample(conversations, has_image=True, max_length=2048)
     batch = processor.collate_training([sample], [processor.preprocess_image(image)])
 
+    samples = [processor.encode_prompt(prompt, image, guide)]            # encode one ...
+    batch = processor.pad_batch(samples, padding_side="left")            # ... pad many
+
 See ``docs/processing.md`` for the decisions (guide padding, 16-bit images, pixel limit, crop
 sources, why these templates are not the HF chat templates).
 """
 
+from transformers import AutoProcessor
+
+from ..modeling.configuration_tg_llava import TGLlavaConfig
+from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
 from .conversation import (
     TEMPLATES,
     ConversationTemplate,
@@ -53,12 +67,21 @@ from .processing_tg_llava import TGLlavaProcessor, TrainingSample
 from .tokenization import IGNORE_INDEX, LabelMismatchError, expand_image_tokens, tokenize_segments
 from .tokenizers import build_guide_tokenizer, build_llm_tokenizer, default_corpus
 
+# External-model registration (no trust_remote_code): processor_config.json names the class, and
+# a folder with a tg_llava config.json finds it by model type.
+AutoProcessor.register(TGLlavaConfig, TGLlavaProcessor, exist_ok=True)
+
 __all__ = [
     # the processor and its records
     "TGLlavaProcessor",
     "TrainingSample",
     "ImageTensors",
     "LabelMismatchError",
+    # the batch assembler
+    "PADDING_SIDES",
+    "encode_sample",
+    "pad_batch",
+    "pad_sequences",
     # conversation templates
     "TEMPLATES",
     "ConversationTemplate",

@@ -31,8 +31,8 @@ The ``<image>`` marker rules of the official data pipeline also live here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from ..errors import TGLlavaConfigError, TGLlavaInputError
 

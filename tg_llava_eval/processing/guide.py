@@ -27,7 +27,7 @@ Padding (right, with the CLIP pad token, 49407 for the real vocabulary) and the 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -107,7 +107,7 @@ def pad_guides(guides: Sequence[Sequence[int]], pad_token_id: int, mode: str) ->
     """Right-pad guide token lists to the longest and build the mask for ``mode``.
 
     Args:
-        guides: One id list per sample (from :func:`tokenize_guide`).
+        guides: One id list (or 1-D integer tensor) per sample (from :func:`tokenize_guide`).
         pad_token_id: The guide tokenizer's pad id.
         mode: ``"masked"`` or ``"official"`` (see the module docstring).
 
@@ -127,7 +127,8 @@ def pad_guides(guides: Sequence[Sequence[int]], pad_token_id: int, mode: str) ->
     input_ids = torch.full((len(guides), length), pad_token_id, dtype=torch.long)
     real = torch.zeros((len(guides), length), dtype=torch.long)
     for row, ids in enumerate(guides):
-        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        values = ids if isinstance(ids, torch.Tensor) else list(ids)
+        input_ids[row, : len(ids)] = torch.as_tensor(values, dtype=torch.long)
         real[row, : len(ids)] = 1
     if mode == "masked":
         return input_ids, real

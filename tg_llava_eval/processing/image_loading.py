@@ -31,7 +31,6 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -40,8 +39,9 @@ from ..errors import TGLlavaInputError
 
 logger = logging.getLogger(__name__)
 
-#: What an image argument may be (the same union as ``tg_llava_eval.inference.requests.ImageInput``).
-ImageInput = Union[Image.Image, str, os.PathLike, bytes]
+#: What an image argument may be: a decoded PIL image, a file path, or the encoded file bytes (the
+#: one definition; ``tg_llava_eval.inference.requests`` uses it).
+ImageInput = Image.Image | str | os.PathLike | bytes
 
 #: Default pixel limit: Pillow's own default ``MAX_IMAGE_PIXELS`` (1024*1024*1024 // 4 // 3, about
 #: 89.5 megapixels, ~ a 9500 x 9500 photo), applied by this module without touching Pillow's global.

@@ -16,29 +16,51 @@ Outputs (``BatchFeature``, all tensors): ``input_ids``/``attention_mask`` ``[B, 
 scoring. TG-LLaVA is a single-image model: a prompt has exactly one ``<image>`` when it has an
 image and none otherwise; text-only samples get a zero image (official behaviour).
 
-Saved layout (``save_pretrained``; everything reloads offline): the LLM tokenizer at the root,
-the guide tokenizer in ``guide_tokenizer/``, the image processor's ``preprocessor_config.json``,
-and ``processor_config.json`` with the template name and the other settings. This is a plain class
-rather than a ``transformers.ProcessorMixin``: it owns two tokenizers with different roles and
-project templates, which ``ProcessorMixin``'s auto-loading does not model.
+Batches are built by the one encode-one / pad-many pair of :mod:`.batching`
+(:meth:`TGLlavaProcessor.encode_prompt` / :func:`~.batching.encode_sample`, then
+:meth:`TGLlavaProcessor.pad_batch`), which training collation and the inference engine use too.
+
+The class is a ``transformers.ProcessorMixin`` with three sub-processors, found by the mixin from
+the ``__init__`` argument names as in ``InstructBlipProcessor``: ``image_processor``,
+``tokenizer`` (the LLM's) and ``guide_tokenizer`` (the guide tower's CLIP tokenizer). Importing
+:mod:`tg_llava_eval.processing` registers it with ``AutoProcessor`` for ``model_type="tg_llava"``,
+so ``AutoProcessor.from_pretrained(dir)`` returns it (no ``trust_remote_code``).
+
+Saved layout (``save_pretrained``; the same files as before the class became a ``ProcessorMixin``,
+so older folders load unchanged): the LLM tokenizer at the root, the guide tokenizer in
+``guide_tokenizer/`` (the mixin's folder for a second tokenizer: the attribute name), the image
+processor's ``preprocessor_config.json``, and ``processor_config.json`` with ``processor_class``,
+the template name and the other settings (flat keys, read strictly). The tokenizers'
+``tokenizer_config.json`` now also records ``processor_class`` (the mixin writes it; loading
+ignores it).
+
+What is the mixin's and what is ours: saving the tokenizers, ``processor_config.json`` and
+``AutoProcessor``'s dispatch are the mixin's. ``from_pretrained`` is ours, for two reasons in
+transformers 5.x: ``preprocessor_config.json`` names ``CLIPImageProcessor`` for both image
+backends, so the mixin's ``AutoImageProcessor`` would load the torchvision backend for a
+PIL-saved processor and change the pixels (the backend is recorded in ``processor_config.json``
+and dispatched here); and the mixin's ``from_args_and_dict`` passes only positional-or-keyword
+``__init__`` arguments, while the settings are keyword-only here. ``to_dict`` returns the flat
+settings, ``__call__`` keeps the project's signature (prompts, images, guide texts).
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import json
 import logging
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-from transformers import AutoTokenizer, BatchFeature
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
 from ..errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputError
+from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
 from .conversation import (
     ASSISTANT,
     TEMPLATES,
@@ -65,7 +87,16 @@ PROCESSOR_CONFIG_NAME = "processor_config.json"
 GUIDE_TOKENIZER_SUBFOLDER = "guide_tokenizer"
 #: Value of ``processor_class`` in :data:`PROCESSOR_CONFIG_NAME`.
 PROCESSOR_CLASS = "TGLlavaProcessor"
-PADDING_SIDES = ("left", "right")
+#: The keys of :data:`PROCESSOR_CONFIG_NAME` (read strictly: unknown or missing keys are errors).
+PROCESSOR_CONFIG_KEYS = frozenset({
+    "processor_class", "template", "num_image_tokens", "image_token", "crop_grid", "crop_source",
+    "guide_max_length", "guide_padding", "max_image_pixels", "image_processor_backend",
+    "guide_tokenizer_subfolder",
+})
+#: ``from_pretrained`` keyword arguments that locate files (passed to every sub-loader).
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+#: Keyword arguments ``AutoProcessor.from_pretrained`` adds; they do not apply here.
+_AUTO_KWARGS = ("trust_remote_code", "_from_auto", "_from_pipeline")
 
 
 @dataclass
@@ -92,23 +123,11 @@ def _prefix_error(error: TGLlavaInputError, prefix: str) -> TGLlavaInputError:
     return type(error)(f"{prefix}: {error}")
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int, side: str) -> torch.Tensor:
-    """Pad int lists to the longest on ``side`` → ``[B, L]`` int64."""
-    length = max(len(row) for row in rows)
-    out = torch.full((len(rows), length), value, dtype=torch.long)
-    for index, row in enumerate(rows):
-        if not row:
-            continue
-        values = torch.tensor(list(row), dtype=torch.long)
-        if side == "left":
-            out[index, length - len(row) :] = values
-        else:
-            out[index, : len(row)] = values
-    return out
-
-
-class TGLlavaProcessor:
+class TGLlavaProcessor(ProcessorMixin):
     """Images, crops, conversation templates, guide text, tokenisation and labels for TG-LLaVA.
+
+    A ``transformers.ProcessorMixin`` (see the module docstring for which parts are the mixin's):
+    ``AutoProcessor.from_pretrained(dir)`` works after ``import tg_llava_eval.processing``.
 
     Args:
         image_processor: CLIP image processor; ``CLIPImageProcessorPil`` reproduces the official
@@ -128,6 +147,8 @@ class TGLlavaProcessor:
 
     Raises:
         TGLlavaConfigError: inconsistent settings (each message names the argument).
+        TypeError: a sub-processor of the wrong kind (the mixin's check: an image processor and
+            two ``PreTrainedTokenizerBase`` tokenizers).
     """
 
     def __init__(
@@ -145,6 +166,8 @@ class TGLlavaProcessor:
         guide_padding: str = "masked",
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
+        # The mixin checks the three sub-processors' types and sets them as attributes.
+        super().__init__(image_processor, tokenizer, guide_tokenizer)
         self.template = get_template(template)
         if num_image_tokens < 1:
             raise TGLlavaConfigError(f"num_image_tokens must be >= 1, got {num_image_tokens}")
@@ -154,9 +177,6 @@ class TGLlavaProcessor:
             raise TGLlavaConfigError(f"guide_padding must be one of {GUIDE_PADDING_MODES}, got {guide_padding!r}")
         if max_image_pixels < 1:
             raise TGLlavaConfigError(f"max_image_pixels must be >= 1, got {max_image_pixels}")
-        self.image_processor = image_processor
-        self.tokenizer = tokenizer
-        self.guide_tokenizer = guide_tokenizer
         self.num_image_tokens = num_image_tokens
         self.guide_max_length = guide_max_length
         self.image_token = image_token
@@ -200,7 +220,7 @@ class TGLlavaProcessor:
         *,
         image_processor: BaseImageProcessor | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    ) -> "TGLlavaProcessor":
+    ) -> TGLlavaProcessor:
         """Build the processor from a ``TGLlavaConfig`` (read by duck typing).
 
         Reads ``template``, ``num_image_tokens``, ``image_token``, ``crop_grid``, ``crop_source``,
@@ -278,53 +298,96 @@ class TGLlavaProcessor:
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write the processor (tokenizers, image processor config, settings) to a folder.
 
+        The mixin writes the LLM tokenizer at the root, the guide tokenizer in
+        ``guide_tokenizer/`` and ``processor_config.json`` (:meth:`to_dict`); the image processor's
+        ``preprocessor_config.json`` is written here, as before the class was a ``ProcessorMixin``.
+
         Args:
             save_directory: Target folder (created if needed); a model checkpoint folder is fine.
 
         Returns:
             The folder path.
+
+        Raises:
+            TGLlavaConfigError: the template is not a registered one (checked before writing).
         """
         directory = Path(save_directory)
+        self.to_dict()  # fail before any file is written
         directory.mkdir(parents=True, exist_ok=True)
-        settings = self.to_dict()
-        self.tokenizer.save_pretrained(directory)
-        self.guide_tokenizer.save_pretrained(directory / GUIDE_TOKENIZER_SUBFOLDER)
+        super().save_pretrained(str(directory))
         self.image_processor.save_pretrained(directory)
-        (directory / PROCESSOR_CONFIG_NAME).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return directory
 
+    def __repr__(self) -> str:
+        """Short: the mixin's repr prints both vocabularies and fails for unsaveable templates."""
+        return (
+            f"{type(self).__name__}(template={self.template.name!r}, num_image_tokens={self.num_image_tokens}, "
+            f"crop_grid={self.crop_grid}, crop_source={self.crop_source!r}, guide_max_length="
+            f"{self.guide_max_length}, guide_padding={self.guide_padding!r}, image_size={self.image_size}, "
+            f"image_processor_backend={self.image_processor.backend!r})"
+        )
+
+    @property
+    def model_input_names(self) -> list[str]:
+        """The keys of :meth:`__call__`'s output (without ``labels``)."""
+        return ["input_ids", "attention_mask", "pixel_values", "crop_pixel_values", "guide_input_ids",
+                "guide_attention_mask"]
+
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "TGLlavaProcessor":
-        """Load a processor written by :meth:`save_pretrained` (local files only, no hub).
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> TGLlavaProcessor:
+        """Load a processor written by :meth:`save_pretrained` (also called by ``AutoProcessor``).
+
+        ``processor_config.json`` is found by the mixin's ``get_processor_dict`` (a local folder;
+        a hub id where a hub is reachable) and read strictly; the image processor is loaded with
+        the class of its recorded backend, the tokenizers with ``AutoTokenizer``.
+
+        Args:
+            pretrained_model_name_or_path: A folder (or hub id).
+            **kwargs: File-locating options passed to every loader (``cache_dir``,
+                ``local_files_only``, ``revision``, ``subfolder``, ``token``, ...); the ones
+                ``AutoProcessor`` adds (``trust_remote_code``, ``_from_auto``) are ignored.
 
         Raises:
             TGLlavaCheckpointError: missing or malformed ``processor_config.json``, unknown keys
                 or an unknown image-processor backend.
+            TypeError: another keyword argument.
         """
-        directory = Path(path)
-        config_file = directory / PROCESSOR_CONFIG_NAME
-        if not config_file.is_file():
-            raise TGLlavaCheckpointError(f"no {PROCESSOR_CONFIG_NAME} in {directory}")
+        for name in _AUTO_KWARGS:
+            kwargs.pop(name, None)
+        unknown = sorted(set(kwargs) - set(_HUB_KWARGS))
+        if unknown:
+            raise TypeError(f"TGLlavaProcessor.from_pretrained got unexpected keyword arguments {unknown}")
+        path = str(pretrained_model_name_or_path)
+        where = f"{PROCESSOR_CONFIG_NAME} of {path}"
         try:
-            settings = json.loads(config_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise TGLlavaCheckpointError(f"{config_file} is not valid JSON: {error}") from error
-        expected = {
-            "processor_class", "template", "num_image_tokens", "image_token", "crop_grid", "crop_source",
-            "guide_max_length", "guide_padding", "max_image_pixels", "image_processor_backend",
-            "guide_tokenizer_subfolder",
-        }
-        if settings.get("processor_class") != PROCESSOR_CLASS or set(settings) != expected:
+            settings, _ = cls.get_processor_dict(path, **kwargs)
+        except (OSError, ValueError) as error:
+            # A malformed file or an unresolvable hub id (a missing local file gives {} instead).
+            if Path(path, PROCESSOR_CONFIG_NAME).is_file():
+                raise TGLlavaCheckpointError(f"{where} is not valid JSON: {error}") from error
+            raise TGLlavaCheckpointError(f"no {PROCESSOR_CONFIG_NAME} in {path}: {error}") from error
+        settings = dict(settings)
+        # get_processor_dict adds the chat templates it finds in the folder (a real LLM tokenizer
+        # may bring one); the processor renders the project's own templates, so it has none.
+        settings.pop("chat_template", None)
+        if not settings:
+            raise TGLlavaCheckpointError(f"no {PROCESSOR_CONFIG_NAME} in {path}")
+        if settings.get("processor_class") != PROCESSOR_CLASS or set(settings) != PROCESSOR_CONFIG_KEYS:
             raise TGLlavaCheckpointError(
-                f"{config_file}: expected processor_class {PROCESSOR_CLASS!r} and keys {sorted(expected)}; "
-                f"unknown {sorted(set(settings) - expected)}, missing {sorted(expected - set(settings))}"
+                f"{where}: expected processor_class {PROCESSOR_CLASS!r} and keys {sorted(PROCESSOR_CONFIG_KEYS)}; "
+                f"unknown {sorted(set(settings) - PROCESSOR_CONFIG_KEYS)}, "
+                f"missing {sorted(PROCESSOR_CONFIG_KEYS - set(settings))}"
             )
         backend = settings["image_processor_backend"]
         if backend not in IMAGE_PROCESSOR_BACKENDS:
-            raise TGLlavaCheckpointError(f"{config_file}: unknown image_processor_backend {backend!r}")
-        image_processor = IMAGE_PROCESSOR_BACKENDS[backend].from_pretrained(directory, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        guide_tokenizer = AutoTokenizer.from_pretrained(directory / settings["guide_tokenizer_subfolder"], local_files_only=True)
+            raise TGLlavaCheckpointError(f"{where}: unknown image_processor_backend {backend!r}")
+        subfolder = kwargs.pop("subfolder", "")
+        guide_subfolder = settings["guide_tokenizer_subfolder"]
+        if subfolder:
+            guide_subfolder = os.path.join(subfolder, guide_subfolder)
+        image_processor = IMAGE_PROCESSOR_BACKENDS[backend].from_pretrained(path, subfolder=subfolder, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)
+        guide_tokenizer = AutoTokenizer.from_pretrained(path, subfolder=guide_subfolder, **kwargs)
         return cls(
             image_processor,
             tokenizer,
@@ -538,12 +601,95 @@ class TGLlavaProcessor:
 
     def pad_input_ids(self, rows: Sequence[Sequence[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad already-tokenised LLM rows (e.g. from :meth:`tokenize_prompt`) into ``input_ids`` and
-        ``attention_mask`` ``[B, L]``, on ``side`` (``"left"`` for generation)."""
-        if side not in PADDING_SIDES:
-            raise TGLlavaInputError(f"padding side must be one of {PADDING_SIDES}, got {side!r}")
-        return self._pad_llm(rows, side)
+        ``attention_mask`` ``[B, L]``, on ``side`` (``"left"`` for generation).
 
-    def with_template(self, template: str) -> "TGLlavaProcessor":
+        The same rule as :meth:`pad_batch` (:func:`~.batching.pad_sequences`).
+
+        Raises:
+            TGLlavaInputError: an unknown side.
+        """
+        input_ids = pad_sequences(rows, self.pad_token_id, side)
+        attention_mask = pad_sequences([[1] * len(row) for row in rows], 0, side)
+        return input_ids, attention_mask
+
+    def encode_prompt(
+        self,
+        prompt: str,
+        image: ImageInput | None,
+        guide_text: str,
+        *,
+        continuation: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Encode one templated prompt, its image and guide into unbatched tensors.
+
+        The encode-one half of the batch assembler (:func:`~.batching.encode_sample`);
+        :meth:`pad_batch` is the pad-many half, :meth:`__call__` is both.
+
+        Args:
+            prompt: An already-templated string (see :meth:`apply_template`).
+            image: PIL image, path, bytes or ``None`` (text-only: a zero image).
+            guide_text: The guide (see :meth:`inference_guide_text`).
+            continuation: Optional text scored after the prompt: appended as its own tokens and
+                returned as ``labels`` (:data:`IGNORE_INDEX` on the prompt).
+            source: How errors name the image (default: its path or kind).
+
+        Returns:
+            ``input_ids [L]``, ``guide_input_ids [Lg]``, ``pixel_values [3, S, S]``,
+            ``crop_pixel_values [C, 3, S, S]`` and, with ``continuation``, ``labels [L]``.
+
+        Raises:
+            TGLlavaInputError: a marker/image mismatch, an empty guide or continuation, or a bad
+                image.
+        """
+        ids = self.tokenize_prompt(prompt, has_image=image is not None)
+        labels = None
+        if continuation is not None:
+            continuation_ids = self.tokenize_continuation(continuation)
+            labels = [IGNORE_INDEX] * len(ids) + continuation_ids
+            ids = ids + continuation_ids
+        guide_ids = self.tokenize_guide(guide_text)
+        if image is not None and source is None:
+            source = describe_source(image, "image")
+        return encode_sample(ids, guide_ids, labels=labels, image=self.preprocess_image(image, source=source))
+
+    def pad_batch(
+        self,
+        samples: Sequence[dict[str, torch.Tensor]],
+        *,
+        padding_side: str = "left",
+        position_ids: bool = False,
+    ) -> BatchFeature:
+        """Pad and stack encoded samples with this processor's pad ids and guide padding.
+
+        The pad-many half of the batch assembler (:func:`~.batching.pad_batch`): LLM sequences
+        on ``padding_side`` with the pad id, labels with :data:`IGNORE_INDEX`, guides on the right
+        in the configured ``guide_padding`` mode, everything else stacked.
+
+        Args:
+            samples: From :meth:`encode_prompt`, :func:`~.batching.encode_sample` or a caller that
+                replaced their tensors (the engine's cached vision features).
+            padding_side: ``"left"`` for generation, ``"right"`` for scoring and training.
+            position_ids: Also return ``position_ids`` computed from the attention mask.
+
+        Returns:
+            ``BatchFeature`` of the batched tensors (see :func:`~.batching.pad_batch`).
+
+        Raises:
+            TGLlavaInputError: no samples, differing keys or an unknown side.
+        """
+        return BatchFeature(
+            data=pad_batch(
+                samples,
+                padding_side=padding_side,
+                pad_token_id=self.pad_token_id,
+                guide_pad_token_id=int(self.guide_tokenizer.pad_token_id),
+                guide_padding=self.guide_padding,
+                position_ids=position_ids,
+            )
+        )
+
+    def with_template(self, template: str) -> TGLlavaProcessor:
         """A copy of this processor that renders prompts with another conversation template.
 
         Raises:
@@ -560,12 +706,6 @@ class TGLlavaProcessor:
         clone = copy.copy(self)
         clone.template = new_template
         return clone
-
-    def _pad_llm(self, rows: Sequence[Sequence[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``input_ids`` padded with the pad id and the attention mask, ``[B, L]``."""
-        input_ids = _pad(rows, self.pad_token_id, side)
-        attention_mask = _pad([[1] * len(row) for row in rows], 0, side)
-        return input_ids, attention_mask
 
     def __call__(
         self,
@@ -617,35 +757,15 @@ class TGLlavaProcessor:
             if length != count:
                 raise TGLlavaInputError(f"{name} has {length} entries but there are {count} prompts")
 
-        sequences, label_rows, guides, tensors = [], [], [], []
+        samples = []
         for index, (prompt, image, guide) in enumerate(zip(prompts, images, guide_texts)):
             try:
-                ids = self.tokenize_prompt(prompt, has_image=image is not None)
-                labels = [IGNORE_INDEX] * len(ids)
-                if continuations is not None:
-                    continuation_ids = self.tokenize_continuation(continuations[index])
-                    ids, labels = ids + continuation_ids, labels + continuation_ids
-                guides.append(self.tokenize_guide(guide))
                 source = describe_source(image, f"image of sample {index}") if image is not None else None
-                tensors.append(self.preprocess_image(image, source=source))
+                continuation = continuations[index] if continuations is not None else None
+                samples.append(self.encode_prompt(prompt, image, guide, continuation=continuation, source=source))
             except TGLlavaInputError as error:
                 raise _prefix_error(error, f"sample {index}") from error
-            sequences.append(ids)
-            label_rows.append(labels)
-
-        input_ids, attention_mask = self._pad_llm(sequences, padding_side)
-        guide_input_ids, guide_attention_mask = self.pad_guides(guides)
-        data = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "pixel_values": torch.stack([t.pixel_values for t in tensors]),
-            "crop_pixel_values": torch.stack([t.crop_pixel_values for t in tensors]),
-            "guide_input_ids": guide_input_ids,
-            "guide_attention_mask": guide_attention_mask,
-        }
-        if continuations is not None:
-            data["labels"] = _pad(label_rows, IGNORE_INDEX, padding_side)
-        return BatchFeature(data=data)
+        return self.pad_batch(samples, padding_side=padding_side)
 
     # ----------------------------------------------------------------------------------------
     # Training
@@ -765,21 +885,11 @@ class TGLlavaProcessor:
             raise TGLlavaInputError(f"collate_training: {len(samples)} samples and {len(images)} images")
         if padding_side not in PADDING_SIDES:
             raise TGLlavaInputError(f"padding_side must be one of {PADDING_SIDES}, got {padding_side!r}")
-        tensors = []
+        encoded = []
         for index, (sample, image) in enumerate(zip(samples, images)):
             if sample.has_image != (image is not None):
                 raise TGLlavaInputError(f"sample {index}: has_image={sample.has_image} but image is {type(image).__name__}")
-            tensors.append(image if image is not None else self.image_preprocessor.zeros())
-        input_ids, attention_mask = self._pad_llm([s.input_ids for s in samples], padding_side)
-        guide_input_ids, guide_attention_mask = self.pad_guides([s.guide_input_ids for s in samples])
-        return BatchFeature(
-            data={
-                "input_ids": input_ids,
-                "attention_mask": attention_mask,
-                "labels": _pad([s.labels for s in samples], IGNORE_INDEX, padding_side),
-                "pixel_values": torch.stack([t.pixel_values for t in tensors]),
-                "crop_pixel_values": torch.stack([t.crop_pixel_values for t in tensors]),
-                "guide_input_ids": guide_input_ids,
-                "guide_attention_mask": guide_attention_mask,
-            }
-        )
+            # Text-only samples get the zero image (official): the vision side stays in the graph.
+            tensors = image if image is not None else self.image_preprocessor.zeros()
+            encoded.append(encode_sample(sample.input_ids, sample.guide_input_ids, labels=sample.labels, image=tensors))
+        return self.pad_batch(encoded, padding_side=padding_side)

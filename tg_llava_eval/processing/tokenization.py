@@ -24,7 +24,7 @@ features there after a count check).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import TGLlavaInputError
 from .conversation import Segment

@@ -46,8 +46,8 @@ import importlib.util
 import itertools
 import json
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTokenizer, LlamaTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer

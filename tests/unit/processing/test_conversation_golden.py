@@ -14,7 +14,6 @@ from tg_llava_eval.processing import get_template, move_image_marker_to_front, t
 
 from .helpers import TEMPLATE_NAMES
 
-
 Q1, A1 = "What is in this image?", "A red ball on a wooden table."
 Q2, A2 = "What colour is the table?", "It is brown."
 
