@@ -45,13 +45,13 @@ from transformers import get_cosine_schedule_with_warmup
 
 from tg_llava_eval.create import assemble_checkpoint, create_checkpoint
 from tg_llava_eval.demo import DemoSettings
+from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
+from tg_llava_eval.demo.synthetic.questions import Question, instruction_text
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.processing import TGLlavaProcessor
 from tg_llava_eval.training.data import LazySupervisedDataset, TrainingCollator
 from tg_llava_eval.training.recipe import get_recipe
 from tg_llava_eval.training.stages import apply_stage_groups
-from tg_llava_eval.training.synthetic import generate_synthetic_dataset
-from tg_llava_eval.training.synthetic_questions import Question, instruction_text
 
 logger = logging.getLogger("bench.demo_learning")
 #: Held-out items scored per forward pass.

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 from tg_llava_eval.create import create_checkpoint
+from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.training.checkpoints import save_stage1_adapters
-from tg_llava_eval.training.synthetic import generate_synthetic_dataset
 from tg_llava_eval.training.trainer import StageRun, run_stage
 
 logger = logging.getLogger("bench.training")

@@ -234,4 +234,7 @@ def switch_checkpoint(
     return output_dir
 
 
-__all__ = ["create_checkpoint", "assemble_checkpoint", "switch_checkpoint", "build_tokenizers", "config_for_tokenizers", "VOCAB_PAD_MULTIPLE"]
+__all__ = [
+    "create_checkpoint", "assemble_checkpoint", "switch_checkpoint", "build_tokenizers", "config_for_tokenizers",
+    "VOCAB_PAD_MULTIPLE",
+]

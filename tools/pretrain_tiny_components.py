@@ -53,7 +53,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +64,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
 from tg_llava_eval.demo import DemoSettings
-from tg_llava_eval.processing import IGNORE_INDEX, TGLlavaProcessor, tokenize_segments
-from tg_llava_eval.training.synthetic import (
+from tg_llava_eval.demo.synthetic.dataset import (
     MULTI_TURN_FRACTION,
     TEXT_ONLY_FRACTION,
     draw_caption_row,
@@ -74,8 +73,9 @@ from tg_llava_eval.training.synthetic import (
     make_test_items,
     with_scene_in_words,
 )
-from tg_llava_eval.training.synthetic_questions import Question, as_mcq, instruction_text
-from tg_llava_eval.training.synthetic_scenes import COLOURS, SHAPES, render_scene
+from tg_llava_eval.demo.synthetic.questions import Question, as_mcq, instruction_text
+from tg_llava_eval.demo.synthetic.scenes import COLOURS, SHAPES, render_scene
+from tg_llava_eval.processing import IGNORE_INDEX, TGLlavaProcessor, tokenize_segments
 from tg_llava_eval.variants import get_variant
 
 logger = logging.getLogger("tools.pretrain_tiny_components")
@@ -119,7 +119,7 @@ class Parts:
     vision_feature_layer: int
 
 
-def build_parts(tokenizers: Optional[Path]) -> Parts:
+def build_parts(tokenizers: Path | None) -> Parts:
     """The preset's tokenizers (built locally, or loaded from ``tokenizers/{llm,clip}``) and configs."""
     variant = get_variant(VARIANT)
     if tokenizers is not None:
@@ -151,7 +151,7 @@ def _tokenized(processor: TGLlavaProcessor, conversations: list[dict[str, str]])
     return np.asarray(input_ids, np.int32), np.asarray(labels, np.int32)
 
 
-def lookup_conversation(rng: random.Random, vocabulary: Optional[str] = None) -> list[dict[str, str]]:
+def lookup_conversation(rng: random.Random, vocabulary: str | None = None) -> list[dict[str, str]]:
     """An option-lookup drill: a text-only MCQ whose question names the answer's text.
 
     The demo's MCQs ask the model to find the option that holds what it read from the image and to
@@ -164,7 +164,7 @@ def lookup_conversation(rng: random.Random, vocabulary: Optional[str] = None) ->
         vocabulary: a key of :data:`LOOKUP_VOCABULARIES`; default drawn uniformly.
 
     Returns:
-        The two turns (human: question, options, ``synthetic_questions.MCQ_SUFFIX``; gpt: the letter).
+        The two turns (human: question, options, ``questions.MCQ_SUFFIX``; gpt: the letter).
     """
     if vocabulary is None:
         vocabulary = rng.choice(tuple(LOOKUP_VOCABULARIES))
@@ -282,7 +282,7 @@ def _llm_accuracy(model, items, pad_id: int, device: torch.device) -> dict[str, 
 
 
 def pretrain_llm(parts: Parts, args, device: torch.device,
-                 save_to: Optional[Path] = None) -> tuple[Qwen2ForCausalLM, list[dict]]:
+                 save_to: Path | None = None) -> tuple[Qwen2ForCausalLM, list[dict]]:
     """Next-token training of the tiny LLM on the described conversations; returns the model and its
     curve (and saves it to ``save_to`` at every evaluation point)."""
     start = time.perf_counter()
@@ -464,7 +464,7 @@ def _cpu_name() -> str:
     return f"{name} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads"
 
 
-def _init_record(llm_init: Optional[Path]) -> dict[str, Any]:
+def _init_record(llm_init: Path | None) -> dict[str, Any]:
     """``{"init": record}`` for a run that continued ``llm_init``: the record of the run that made it
     (from the ``pretraining.json`` beside it, itself with its ``init``), so the committed record
     holds the whole chain of runs; empty for a run from random weights."""
@@ -477,7 +477,7 @@ def _init_record(llm_init: Optional[Path]) -> dict[str, Any]:
     return {"init": {"llm": str(llm_init), "record": entry}}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for clip/, llm/ and pretraining.json")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")

@@ -1,10 +1,7 @@
 """Training of TG-LLaVA: the two-stage recipe of the paper on HF ``Trainer`` + DeepSpeed.
 
-Modules (imported on demand, so that e.g. the synthetic data generator never imports torch):
+Modules (imported on demand, so that importing the package imports no torch):
 
-* :mod:`.synthetic` (+ ``synthetic_scenes``, ``synthetic_questions``, ``synthetic_lmms_utils``):
-  a deterministic synthetic vision-language dataset in LLaVA JSON, VLMEvalKit TSV and lmms-eval
-  task formats, for smoke runs, tests and the demo;
 * :mod:`.data`: LLaVA conversation JSON, lazy dataset, modality-length grouping, collator
   (all preprocessing through ``TGLlavaProcessor``), bad-row accounting;
 * :mod:`.stages`: the per-stage trainable module groups and the parameter table;
@@ -12,5 +9,7 @@ Modules (imported on demand, so that e.g. the synthetic data generator never imp
 * :mod:`.checkpoints`: stage-1 adapter export (safetensors + manifest) and strict loading;
 * :mod:`.trainer`: the training run (``run_stage``), used by ``tg-llava-eval train``.
 
-ZeRO-2/ZeRO-3 DeepSpeed configs ship as package data in ``deepspeed_configs/``.
+ZeRO-2/ZeRO-3 DeepSpeed configs ship as package data in ``deepspeed_configs/``. The smoke runs and
+tests train on the demo's synthetic benchmark (:mod:`tg_llava_eval.demo.synthetic`); nothing here
+imports it.
 """

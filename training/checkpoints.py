@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import pathlib
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -53,7 +53,7 @@ def _is_partitioned(module: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def gathered(module: nn.Module, *, modifier_rank: Optional[int] = None) -> Iterator[None]:
+def gathered(module: nn.Module, *, modifier_rank: int | None = None) -> Iterator[None]:
     """Make the module's full parameters visible (ZeRO-3); a no-op for ordinary modules.
 
     Args:
@@ -85,7 +85,7 @@ def adapter_groups(model: nn.Module) -> dict[str, nn.Module]:
     return {name: available[name] for name in STAGE1_ADAPTER_GROUPS if name in available}
 
 
-def save_stage1_adapters(model: nn.Module, output_dir: "str | pathlib.Path", *, is_main_process: bool = True) -> Optional[pathlib.Path]:
+def save_stage1_adapters(model: nn.Module, output_dir: str | pathlib.Path, *, is_main_process: bool = True) -> pathlib.Path | None:
     """Write the stage-1 groups of ``model`` and their manifest.
 
     Args:
@@ -126,7 +126,7 @@ def save_stage1_adapters(model: nn.Module, output_dir: "str | pathlib.Path", *, 
     return path
 
 
-def read_manifest(stage1_dir: "str | pathlib.Path") -> dict:
+def read_manifest(stage1_dir: str | pathlib.Path) -> dict:
     """Read and check the manifest's header.
 
     Raises:
@@ -179,9 +179,9 @@ def _check_group_file(stage1_dir: pathlib.Path, name: str, entry: dict, module: 
 
 def load_stage1_adapters(
     model: nn.Module,
-    stage1_dir: "str | pathlib.Path",
+    stage1_dir: str | pathlib.Path,
     *,
-    groups: Optional[Sequence[str]] = None,
+    groups: Sequence[str] | None = None,
 ) -> list[str]:
     """Strictly load stage-1 groups into ``model`` (every rank must call under ZeRO-3).
 

@@ -72,7 +72,7 @@ def test_both_toolkits_name_the_models_alike(demo_out):
 def test_both_models_start_from_the_packaged_pretrained_parts(demo_out):
     from safetensors.torch import load_file
 
-    from tg_llava_eval.demo import COMPONENTS_DIR
+    from tg_llava_eval.demo.settings import COMPONENTS_DIR
 
     llm = load_file(COMPONENTS_DIR / "llm" / "model.safetensors")
     clip = load_file(COMPONENTS_DIR / "clip" / "model.safetensors")

@@ -37,8 +37,10 @@ print("ok")
         # the model side never needs the trainer's or the toolkits' packages (DESIGN §2)
         ("tg_llava_eval.modeling, tg_llava_eval.processing, tg_llava_eval.inference, tg_llava_eval.variants",
          ["deepspeed", "vlmeval", "lmms_eval"]),
-        # results and leaderboards are plain pandas
-        ("tg_llava_eval.results, tg_llava_eval.leaderboards", ["torch", "transformers"]),
+        # results and leaderboards are plain pandas; the variant catalogue and the lmms-eval entry
+        # point (loaded by every `import lmms_eval.models`) are plain data
+        ("tg_llava_eval, tg_llava_eval.results, tg_llava_eval.leaderboards, tg_llava_eval.variants, "
+         "tg_llava_eval.model_wrappers.lmms_eval_registration", ["torch", "transformers"]),
     ],
 )
 def test_import_without_forbidden_dependencies(modules, blocked):
@@ -71,6 +73,27 @@ def test_no_forbidden_patterns_in_library_code():
             for match in re.finditer(pattern, text):
                 line = text.count("\n", 0, match.start()) + 1
                 problems.append(f"{rel}:{line}: {why}")
+    assert not problems, "\n".join(problems)
+
+
+#: Imports of the demo package (absolute or relative).
+DEMO_IMPORT = re.compile(r"^\s*(from\s+(tg_llava_eval\.demo\b|\.+demo\b)|import\s+tg_llava_eval\.demo\b"
+                         r"|from\s+(tg_llava_eval|\.+)\s+import\s+demo\b)", re.MULTILINE)
+#: The demo may import the library; of the library only the command that starts it imports the demo.
+DEMO_IMPORT_ALLOWED = ("tg_llava_eval/demo/", "tg_llava_eval/cli/demo.py")
+
+
+def test_the_library_does_not_import_the_demo():
+    """Applications sit at the edge: the demo imports the library, never the other way."""
+    problems = []
+    for path in library_files():
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith(DEMO_IMPORT_ALLOWED):
+            continue
+        text = path.read_text()
+        for match in DEMO_IMPORT.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(f"{rel}:{line}: imports the demo")
     assert not problems, "\n".join(problems)
 
 

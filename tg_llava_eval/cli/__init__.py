@@ -17,7 +17,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 #: sub-command name -> module that implements it (lazy registry; order = order in --help).
 SUBCOMMANDS: dict[str, str] = {

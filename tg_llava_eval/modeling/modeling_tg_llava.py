@@ -514,7 +514,7 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         guide_tokenizer: Any = None,
         dtype: torch.dtype | str | None = None,
         seed: int = 0,
-    ) -> "TGLlavaForConditionalGeneration":
+    ) -> TGLlavaForConditionalGeneration:
         """Assemble a stage-1 start: pretrained CLIP towers and LLM, fresh TG modules and projector.
 
         The config is the preset's (switches, Q-Former and perceiver sizes, template) with the

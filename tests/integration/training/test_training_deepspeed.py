@@ -27,10 +27,10 @@ import sys
 import pytest
 import torch
 
+from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.training.checkpoints import MANIFEST_NAME
 from tg_llava_eval.training.data import Entry, check_row, modality_length_grouped_indices
-from tg_llava_eval.training.synthetic import generate_synthetic_dataset
 from tg_llava_eval.training.trainer import INITIAL_CHECKPOINT_DIR, REPORT_NAME
 
 #: Largest allowed |loss(resumed) - loss(uninterrupted)| at the steps after the resume point.

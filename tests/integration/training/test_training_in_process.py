@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tg_llava_eval.cli.train import main as train_main
+from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.training.checkpoints import save_stage1_adapters
-from tg_llava_eval.training.synthetic import generate_synthetic_dataset
 from tg_llava_eval.training.trainer import REPORT_NAME, StageRun, run_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

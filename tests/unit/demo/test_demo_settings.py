@@ -12,7 +12,8 @@ import pytest
 
 from tg_llava_eval.cli import build_parser
 from tg_llava_eval.cli.demo import settings_from_args
-from tg_llava_eval.demo import DemoSettings, _stage_commands
+from tg_llava_eval.demo import DemoSettings
+from tg_llava_eval.demo.pipeline import _stage_commands
 
 
 def parse(*argv: str):
@@ -75,7 +76,7 @@ def test_stage_commands_use_the_real_cli_with_the_settings(tmp_path: Path):
 
 def test_the_packaged_components_are_the_default_and_load(tmp_path: Path):
     from tg_llava_eval.create import assemble_checkpoint
-    from tg_llava_eval.demo import COMPONENTS_DIR
+    from tg_llava_eval.demo.settings import COMPONENTS_DIR
 
     assert Path(DemoSettings().components) == COMPONENTS_DIR
     record = json.loads((COMPONENTS_DIR / "pretraining.json").read_text())
@@ -109,44 +110,45 @@ def test_components_flags(tmp_path: Path, capsys):
 
 
 def test_phases_of_an_older_format_are_redone(tmp_path: Path, monkeypatch):
-    from tg_llava_eval import demo
+    from tg_llava_eval.demo import phases as demo_phases
 
     calls = []
-    phases = demo._Phases(tmp_path, fresh=False, progress=lambda message: None)
-    fingerprint = demo._fingerprint(DemoSettings(), "seed")
+    phases = demo_phases.Phases(tmp_path, fresh=False, progress=lambda message: None)
+    fingerprint = demo_phases.fingerprint(DemoSettings(), "seed")
     assert phases.run("data", fingerprint, lambda: calls.append(1) or {"n": 1}) == {"n": 1}
     assert phases.run("data", fingerprint, lambda: calls.append(2) or {"n": 2}) == {"n": 1}  # reused
-    monkeypatch.setattr(demo, "PHASE_FORMAT", demo.PHASE_FORMAT + 1)
-    newer = demo._fingerprint(DemoSettings(), "seed")
+    monkeypatch.setattr(demo_phases, "PHASE_FORMAT", demo_phases.PHASE_FORMAT + 1)
+    newer = demo_phases.fingerprint(DemoSettings(), "seed")
     assert newer != fingerprint
     assert phases.run("data", newer, lambda: calls.append(3) or {"n": 3}) == {"n": 3}
     assert calls == [1, 3] and phases.reused == ["data"]
 
 
 def test_other_parts_redo_the_training_but_not_the_data(tmp_path: Path):
-    from tg_llava_eval import demo
+    from tg_llava_eval.demo.phases import phase_fingerprints
+    from tg_llava_eval.demo.settings import COMPONENTS_DIR
 
-    data_fp, train_fp = demo._phase_fingerprints(DemoSettings())
+    data_fp, train_fp = phase_fingerprints(DemoSettings())
     for other in (DemoSettings(components=None), DemoSettings(finetune_steps=301)):
-        other_data_fp, other_train_fp = demo._phase_fingerprints(other)
+        other_data_fp, other_train_fp = phase_fingerprints(other)
         assert other_data_fp == data_fp and other_train_fp != train_fp
-    assert demo._phase_fingerprints(DemoSettings(n_stage2=9601))[0] != data_fp
+    assert phase_fingerprints(DemoSettings(n_stage2=9601))[0] != data_fp
     # The parts enter through their bytes, not their folder's name.
     copy = tmp_path / "parts"
-    shutil.copytree(demo.COMPONENTS_DIR, copy)
-    assert demo._phase_fingerprints(DemoSettings(components=str(copy)))[1] == train_fp
+    shutil.copytree(COMPONENTS_DIR, copy)
+    assert phase_fingerprints(DemoSettings(components=str(copy)))[1] == train_fp
     changed = tmp_path / "changed"  # another folder: the digest is computed once per folder and process
-    shutil.copytree(demo.COMPONENTS_DIR, changed)
+    shutil.copytree(COMPONENTS_DIR, changed)
     (changed / "llm" / "generation_config.json").write_text("{}")
-    assert demo._phase_fingerprints(DemoSettings(components=str(changed)))[1] != train_fp
+    assert phase_fingerprints(DemoSettings(components=str(changed)))[1] != train_fp
 
 
 def test_a_redone_phase_starts_without_its_old_outputs(tmp_path: Path):
-    from tg_llava_eval import demo
+    from tg_llava_eval.demo.phases import Phases
 
     folder = tmp_path / "models" / "tiny"
     (folder / "initial_checkpoint").mkdir(parents=True)
-    phases = demo._Phases(tmp_path, fresh=False, progress=lambda message: None)
+    phases = Phases(tmp_path, fresh=False, progress=lambda message: None)
     seen = phases.run("train", "fp-1", lambda: sorted(p.name for p in tmp_path.rglob("*")), outputs=(folder,))
     assert "initial_checkpoint" not in seen and "tiny" not in seen
     folder.mkdir(parents=True)

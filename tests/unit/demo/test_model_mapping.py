@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from tg_llava_eval.demo import INFERENCE_ABLATIONS, TRAINED, write_model_mapping
+from tg_llava_eval.demo.pipeline import write_model_mapping
+from tg_llava_eval.demo.settings import INFERENCE_ABLATIONS, TRAINED
 from tg_llava_eval.results import read_model_mapping, resolve_identity
 
 

@@ -253,7 +253,7 @@ def test_missing_weights_are_reported_with_the_directory(parts, tmp_path):
 
 
 def test_stage1_training_starts_from_the_assembled_checkpoint(assembled_dir, tmp_path):
-    from tg_llava_eval.training.synthetic import generate_synthetic_dataset
+    from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
     from tg_llava_eval.training.trainer import StageRun, run_stage
 
     data = generate_synthetic_dataset(tmp_path / "data", seed=1, n_train_stage1=2, n_train_stage2=1, n_test=1,

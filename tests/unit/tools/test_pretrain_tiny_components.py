@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tg_llava_eval.create import assemble_checkpoint
+from tg_llava_eval.demo.synthetic.questions import MCQ_SUFFIX
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
-from tg_llava_eval.training.synthetic_questions import MCQ_SUFFIX
 
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "pretrain_tiny_components.py"
 

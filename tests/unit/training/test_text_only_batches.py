@@ -13,7 +13,6 @@ code?``. ``TGLlavaForConditionalGeneration.forward`` now runs the visual branch 
 
 from __future__ import annotations
 
-
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.processing import TGLlavaProcessor
 from tg_llava_eval.training.recipe import FINETUNE

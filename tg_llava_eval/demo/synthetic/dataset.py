@@ -15,9 +15,9 @@ anyway. This module writes a small stand-in with the same *formats* end to end:
   plus a loglikelihood (``multiple_choice``) task over the MCQ items;
 * ``dataset_card.json``: counts, chance levels per kind, seed, generator version, file list.
 
-Images are coloured shapes in a grid (:mod:`~tg_llava_eval.training.synthetic_scenes`);
+Images are coloured shapes in a grid (:mod:`~tg_llava_eval.demo.synthetic.scenes`);
 about half of the questions name a cell or a row/column
-(:mod:`~tg_llava_eval.training.synthetic_questions`), so their answers depend on where things are —
+(:mod:`~tg_llava_eval.demo.synthetic.questions`), so their answers depend on where things are —
 the situation TG-LLaVA's text guidance targets — and the others ask about the whole image (the one
 shape of a one-shape scene, or a count of all shapes), which shows whether a model reads the image
 at all.
@@ -44,12 +44,13 @@ import logging
 import pathlib
 import random
 import shutil
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import pandas
 
-from tg_llava_eval.training import synthetic_lmms_utils
-from tg_llava_eval.training.synthetic_questions import (
+from tg_llava_eval.demo.synthetic import lmms_utils
+from tg_llava_eval.demo.synthetic.questions import (
     KIND_CATEGORIES,
     OPTION_LETTERS,
     SHORT_ANSWER_SUFFIX,
@@ -60,7 +61,7 @@ from tg_llava_eval.training.synthetic_questions import (
     instruction_text,
     make_question,
 )
-from tg_llava_eval.training.synthetic_scenes import (
+from tg_llava_eval.demo.synthetic.scenes import (
     COLOURS,
     SHAPES,
     Scene,
@@ -149,7 +150,7 @@ class TestItem:
     png: bytes
 
 
-def _shape_range(category: str, *, located_min: int) -> tuple[int, Optional[int]]:
+def _shape_range(category: str, *, located_min: int) -> tuple[int, int | None]:
     """``(min_shapes, max_shapes)`` of a scene for ``category`` (``None`` = up to every cell).
 
     One-shape categories need exactly one shape, ``count_all`` any number; located categories
@@ -171,7 +172,7 @@ def _write_bytes(path: pathlib.Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _write_json(path: pathlib.Path, obj: Any, *, indent: Optional[int] = None) -> None:
+def _write_json(path: pathlib.Path, obj: Any, *, indent: int | None = None) -> None:
     """Deterministic UTF-8 JSON (key order as built, trailing newline)."""
     _write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=indent) + "\n").encode("utf-8"))
 
@@ -182,7 +183,7 @@ def _write_jsonl(path: pathlib.Path, rows: Iterable[dict[str, Any]]) -> None:
     _write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def _scene_record(scene: Scene) -> list[Optional[dict[str, str]]]:
+def _scene_record(scene: Scene) -> list[dict[str, str] | None]:
     """The scene's cells as JSON (``None`` = empty), row-major."""
     return [None if c is None else {"colour": c.colour, "shape": c.shape} for c in scene.cells]
 
@@ -245,7 +246,7 @@ def _write_tsv(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _lmms_doc(item: TestItem, image_path: str) -> dict[str, Any]:
-    """One lmms-eval document (fields documented in :mod:`synthetic_lmms_utils`)."""
+    """One lmms-eval document (fields documented in :mod:`.lmms_utils`)."""
     q = item.question
     doc: dict[str, Any] = {
         "id": item.index,
@@ -334,7 +335,7 @@ def _write_lmms_task(folder: pathlib.Path, task: str, tag: str, kind: str, items
         _write_bytes(folder / image_path, item.png)
         docs.append(_lmms_doc(item, image_path))
     _write_jsonl(folder / "data" / "test.jsonl", docs)
-    hooks = pathlib.Path(synthetic_lmms_utils.__file__).read_bytes()
+    hooks = pathlib.Path(lmms_utils.__file__).read_bytes()
     _write_bytes(folder / "utils.py", hooks)
     _write_bytes(folder / f"{task}.yaml", _lmms_yaml(task, tag, kind, loglikelihood=loglikelihood).encode())
 
@@ -345,7 +346,7 @@ def _write_lmms_task(folder: pathlib.Path, task: str, tag: str, kind: str, items
 
 
 def _train_scene(rng: random.Random, *, grid: int, held_out: set, split: str, min_shapes: int = 1,
-                 max_shapes: Optional[int] = None) -> Scene:
+                 max_shapes: int | None = None) -> Scene:
     """A training scene whose layout is not one of the held-out test layouts.
 
     Raises:
@@ -358,7 +359,7 @@ def _train_scene(rng: random.Random, *, grid: int, held_out: set, split: str, mi
     raise RuntimeError(f"{split}: could not draw a scene outside the test layouts in {MAX_SCENE_REDRAWS} tries")
 
 
-def _pick_category(rng: random.Random, scene: Optional[Scene] = None, kind: Optional[str] = None) -> tuple[str, str]:
+def _pick_category(rng: random.Random, scene: Scene | None = None, kind: str | None = None) -> tuple[str, str]:
     """A uniform kind (unless given), then a uniform category of it (one the scene can answer, when given)."""
     if kind is None:
         kind = rng.choice(sorted(KIND_CATEGORIES))
@@ -401,8 +402,8 @@ def draw_caption_row(rng: random.Random, *, grid: int, held_out: set) -> tuple[S
 
 
 def draw_instruction_row(rng: random.Random, *, grid: int, held_out: set, multi_turn_fraction: float,
-                         text_only_fraction: float, kind: Optional[str] = None,
-                         ) -> tuple[Optional[Scene], list[dict[str, str]]]:
+                         text_only_fraction: float, kind: str | None = None,
+                         ) -> tuple[Scene | None, list[dict[str, str]]]:
     """One stage-2 row: ``(scene, turns)``, or ``(None, turns)`` for a text-only row.
 
     A uniform kind (``kind`` when given) and a uniform category of it open the row (the scene is
@@ -477,7 +478,7 @@ def _chance_levels(kind: str, items: list[TestItem], grid: int) -> dict[str, flo
 
 
 def generate_synthetic_dataset(
-    out_dir: "str | pathlib.Path",
+    out_dir: str | pathlib.Path,
     *,
     seed: int = 0,
     n_train_stage1: int = 1000,

@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Optional
 
-from tg_llava_eval.training.synthetic_scenes import COLOURS, SHAPES, Region, Scene, shapes_in, with_article
+from tg_llava_eval.demo.synthetic.scenes import COLOURS, SHAPES, Region, Scene, shapes_in, with_article
 
 #: Option letters of multiple-choice questions (four options, as in MMBench).
 OPTION_LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
@@ -209,7 +208,7 @@ def make_question(
     *,
     kind: str,
     category: str,
-    want_yes: Optional[bool] = None,
+    want_yes: bool | None = None,
 ) -> Question:
     """Ask one question of ``kind`` and ``category`` about ``scene``.
 

@@ -18,7 +18,7 @@ import json
 import pandas as pd
 import pytest
 
-from tg_llava_eval.training.synthetic import generate_synthetic_dataset
+from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 
 N_TEST = 12
 

@@ -9,7 +9,7 @@ PIL's aliasing-free drawing primitives, so
   the scene back from the pixels alone (the questions are answerable from the image).
 
 Why a grid: about half of the questions of the dataset
-(:mod:`tg_llava_eval.training.synthetic_questions`) ask about *where* things are ("the shape in the
+(:mod:`tg_llava_eval.demo.synthetic.questions`) ask about *where* things are ("the shape in the
 top-left", "on the right"), so the answer depends on the part of the image the question names —
 exactly what TG-LLaVA's text guidance (TG-FOM mask, TG-DP perceiver) is meant to exploit; a
 location-agnostic model cannot beat chance on those. The others ask about the whole image
@@ -24,7 +24,7 @@ import dataclasses
 import io
 import math
 import random
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
@@ -146,7 +146,7 @@ class Scene:
     """
 
     grid: int
-    cells: tuple[Optional[PlacedShape], ...]
+    cells: tuple[PlacedShape | None, ...]
 
     @property
     def layout(self) -> GridLayout:
@@ -172,7 +172,7 @@ class Scene:
         """Row-major indices of the non-empty cells."""
         return [i for i, cell in enumerate(self.cells) if cell is not None]
 
-    def signature(self) -> tuple[Optional[str], ...]:
+    def signature(self) -> tuple[str | None, ...]:
         """Content of the cells without geometry: used to keep test layouts out of training."""
         return tuple(None if cell is None else cell.label for cell in self.cells)
 
@@ -216,7 +216,7 @@ def sample_scene(
     *,
     grid: int,
     min_shapes: int = 1,
-    max_shapes: Optional[int] = None,
+    max_shapes: int | None = None,
 ) -> Scene:
     """Draw one scene: a random number of shapes in random distinct cells.
 
@@ -241,7 +241,7 @@ def sample_scene(
     n_shapes = rng.randint(min_shapes, max_shapes)
     chosen = set(rng.sample(range(n_cells), n_shapes))
     colours = sorted(COLOURS)
-    cells: list[Optional[PlacedShape]] = []
+    cells: list[PlacedShape | None] = []
     for index in range(n_cells):
         if index not in chosen:
             cells.append(None)

@@ -10,14 +10,13 @@ questions are answerable from the image alone.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from tg_llava_eval.training.synthetic_scenes import COLOURS, GRID_LAYOUTS
+from tg_llava_eval.demo.synthetic.scenes import COLOURS, GRID_LAYOUTS
 
-Cell = Optional[tuple[str, str]]  # (colour, shape) or None
+Cell = tuple[str, str] | None  # (colour, shape) or None
 
 
 def classify_mask(mask: np.ndarray) -> str:

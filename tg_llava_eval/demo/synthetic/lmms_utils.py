@@ -2,7 +2,7 @@
 
 lmms-eval resolves ``!function utils.doc_to_text`` in a task YAML by importing the ``utils.py``
 *next to the YAML* by file location, so each generated task folder needs its own copy of these
-hooks. :func:`tg_llava_eval.training.synthetic.generate_synthetic_dataset` copies this file's
+hooks. :func:`tg_llava_eval.demo.synthetic.dataset.generate_synthetic_dataset` copies this file's
 source there verbatim; it therefore imports nothing from tg-llava-eval (only the standard library
 and PIL, which lmms-eval already needs), so a task folder keeps working when moved elsewhere.
 

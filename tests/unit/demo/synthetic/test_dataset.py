@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthetic_oracle import answer, caption_cells, read_scene
-from tg_llava_eval.training.synthetic import VQA_REFERENCE_COPIES, generate_synthetic_dataset
-from tg_llava_eval.training.synthetic_questions import KIND_CATEGORIES, OPTION_LETTERS
+from tg_llava_eval.demo.synthetic.dataset import VQA_REFERENCE_COPIES, generate_synthetic_dataset
+from tg_llava_eval.demo.synthetic.questions import KIND_CATEGORIES, OPTION_LETTERS
+
+from .oracle import answer, caption_cells, read_scene
 
 SMALL = dict(n_train_stage1=40, n_train_stage2=60, n_test=24, image_size=64)
 
@@ -148,7 +149,7 @@ def test_the_row_drawers_serve_other_training_with_the_same_exclusions(dataset):
     tools/pretrain_tiny_components.py) keep out of it; kind= opens a row with that kind."""
     import random
 
-    from tg_llava_eval.training.synthetic import (
+    from tg_llava_eval.demo.synthetic.dataset import (
         draw_caption_row,
         draw_instruction_row,
         held_out_signatures,
