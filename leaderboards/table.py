@@ -4,7 +4,7 @@ A table is a pandas frame plus the presentation facts the renderers need to agre
 leading columns are labels, how each value column is formatted, in which columns the best value
 is highlighted (and whether higher is better there), and footnotes (citations, caveats). All
 output formats are rendered from the same :class:`Table`, so Markdown, LaTeX, CSV, XLSX and HTML
-cannot disagree about a number (STYLE rule 15: "all formats from one frame").
+cannot disagree about a number (all formats from one frame).
 """
 
 from __future__ import annotations

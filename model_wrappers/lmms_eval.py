@@ -4,7 +4,7 @@
 :class:`TGLlava` through the ``lmms_eval.models`` entry point of this package
 (:mod:`tg_llava_eval.model_wrappers.lmms_eval_registration`); lmms-eval itself is not modified.
 
-The wrapper is thin on purpose (STYLE rule 14): it turns lmms-eval ``Instance`` argument tuples
+The wrapper is thin on purpose: it turns lmms-eval ``Instance`` argument tuples
 into :mod:`tg_llava_eval.inference.requests` records and hands them to
 :class:`tg_llava_eval.inference.TGLlavaEngine`, which owns loading, the conversation template,
 image/crop preprocessing, the 77-token text guide, left-padded batching and the vision cache.

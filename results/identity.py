@@ -2,7 +2,7 @@
 
 Score files name models the way their toolkit does (a VLMEvalKit preset such as
 ``TG-LLaVA-Qwen2-7B``, an lmms-eval ``pretrained=`` path). Tables need the project's identity of
-the model. It is resolved from declared data only — never from substrings of names (STYLE rule 6):
+the model. It is resolved from declared data only — never from substrings of names:
 
 1. an explicit user mapping (a CSV ``model,variant[,method,llm,name]``, exact model names; see
    :func:`read_model_mapping`);

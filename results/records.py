@@ -7,7 +7,7 @@ that order; ``results.csv`` written by ``tg-llava-eval collect`` is that frame, 
 validates every row (a bad row is an error naming the file, the row and the column).
 
 The schema follows the lm-evaluation-harness ``result_schema`` idea (results described once, as a
-type) and the HF leaderboard template's "results -> dataclass -> DataFrame" path (STYLE rule 15).
+type) and the HF leaderboard template's "results -> dataclass -> DataFrame" path.
 
 :class:`SamplePrediction` is one model answer to one benchmark sample; the agreement table of
 :mod:`tg_llava_eval.leaderboards` compares the answers of the two toolkits with it.

@@ -1,7 +1,7 @@
 """Reported scores (publications) -> :class:`ScoreRecord` with a citation per row.
 
-The shipped ``data/reference_scores.csv`` (a copy of ``shared/reference/reference_scores.csv``,
-provenance in its ``.md``) and any user CSV with the same ten columns load through
+The shipped ``data/reference_scores.csv`` (published scores, each row with its citation)
+and any user CSV with the same ten columns load through
 :func:`read_reference_csv`::
 
     method,llm,resolution,visual_tokens,benchmark,split,metric,score,toolkit,source

@@ -93,7 +93,7 @@ LLM_BACKBONES: dict[str, LLMBackbone] = {
         image_token_id=32000,
         template="vicuna_v1",
         # The official finetune script's comment says `plain` for Vicuna in both stages; `plain` is
-        # LLaVA-1.5's stage-1 template and cannot process multi-turn stage-2 data (reference §3 #11).
+        # LLaVA-1.5's stage-1 template and cannot process multi-turn stage-2 data (docs/training.md).
         pretrain_template="plain",
         source="lmsys/vicuna-13b-v1.5 config.json; <image> row as llava-hf llava-1.5-13b-hf",
     ),

@@ -9,7 +9,7 @@ Input format (LLaVA's ``blip_laion_cc_sbu_558k.json`` / ``llava_v1_5_mix665k.jso
 
 Every preprocessing step — image loading, pad-to-square, CLIP processing, TG-DP crops, the
 conversation template, ``<image>`` expansion, label masking, the guide text and its CLIP
-tokenisation — is :class:`~tg_llava_eval.processing.TGLlavaProcessor`'s (STYLE rule 7); this module
+tokenisation — is :class:`~tg_llava_eval.processing.TGLlavaProcessor`'s; this module
 only decides *which* rows go in, *in what order*, and accounts for the ones that cannot.
 
 **Bad rows are skipped, counted and reported, never lost silently.** Reasons:

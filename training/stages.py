@@ -2,7 +2,7 @@
 
 The model declares its groups (``model.trainable_groups()``: ``projector``, ``text_guided_mask``,
 ``detail_perceiver``, ``llm``; ``model.frozen_groups()``: ``vision_tower``, ``guide_tower``) and a
-stage recipe lists the trainable ones by name (STYLE rule 8). :func:`apply_stage_groups` is the
+stage recipe lists the trainable ones by name. :func:`apply_stage_groups` is the
 one function that sets ``requires_grad``: everything off, then the listed groups on. It returns
 and logs a table of trainable/frozen parameter counts per group, so a run's log shows at a glance
 what it trains — the official code toggled ``requires_grad`` in loops over parameter-name

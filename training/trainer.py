@@ -6,7 +6,7 @@
    ``TrainingArguments`` defaults; every ``TrainingArguments`` flag given on the command line
    overrides them (``--learning_rate``, ``--max_steps``, ``--deepspeed``, ...). On a machine
    without CUDA ``use_cpu=True`` is set (DeepSpeed then runs on CPU over gloo,
-   ``reference/environment.md`` §3) and ``tf32`` is left off;
+   docs/install.md) and ``tf32`` is left off;
 2. the starting model: ``pretrain`` loads ``--model`` (for the ``tiny*`` variants a random-init
    checkpoint is created when none is given); ``finetune`` loads ``--model`` or the stage-1
    output with ``from_pretrained``, then loads the stage-1 groups *strictly* from ``--from``
@@ -128,7 +128,7 @@ def build_training_arguments(recipe: StageRecipe, run: StageRun) -> TrainingArgu
     if torch.cuda.is_available():
         defaults["tf32"] = True
     else:
-        # DeepSpeed and bf16 on CPU need accelerate's CPU mode (environment.md §3).
+        # DeepSpeed and bf16 on CPU need accelerate's CPU mode (docs/install.md).
         defaults["use_cpu"] = True
     flags = ["--output_dir", str(run.output_dir)]
     for name, value in defaults.items():

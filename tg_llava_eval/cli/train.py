@@ -15,7 +15,7 @@ Launchers (all start this same entry point, ``main(argv=None)``)::
 A plain single-process run (``tg-llava-eval train ...`` or ``python -m ...``) with DeepSpeed gets
 the rendezvous variables DeepSpeed needs (``RANK=0``, ``WORLD_SIZE=1``, a free local
 ``MASTER_PORT``) when no launcher set them; without them DeepSpeed tries MPI discovery and fails
-(``reference/environment.md`` §3). ``--no-deepspeed`` trains with the plain ``Trainer``.
+(docs/install.md). ``--no-deepspeed`` trains with the plain ``Trainer``.
 
 Options may come before or after the stage name; everything this parser does not know is handed
 to ``HfArgumentParser(TrainingArguments)``, which names any flag it does not know either.

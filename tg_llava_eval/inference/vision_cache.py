@@ -1,6 +1,6 @@
 """LRU cache of the frozen CLIP tower's outputs, keyed by image content.
 
-TG-LLaVA's text guidance acts *after* the vision tower (reference §2.1), so the tower's outputs for
+TG-LLaVA's text guidance acts *after* the vision tower (docs/architecture.md), so the tower's outputs for
 the base image and its crops depend on the image alone. Benchmarks ask several questions about one
 image (MMBench's circular passes, MME's question pairs, POPE's object probes), so caching them saves
 most of the vision compute; the guide tower and TG modules still run per question.

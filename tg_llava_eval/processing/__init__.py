@@ -1,7 +1,7 @@
 """Processing layer of tg-llava-eval: everything between raw inputs and model tensors.
 
-:class:`TGLlavaProcessor` is the single implementation of every preprocessing step (DESIGN §4,
-STYLE rule 7) used by training, the inference engine and both evaluation wrappers:
+:class:`TGLlavaProcessor` is the single implementation of every preprocessing step (docs/processing.md)
+used by training, the inference engine and both evaluation wrappers:
 
 * :mod:`.conversation` — the project's conversation templates (``plain``, ``vicuna_v1``/``v1``,
   ``llama_3``, ``qwen_2``), byte-identical to the official strings, ``qwen_2_bare`` of the tiny

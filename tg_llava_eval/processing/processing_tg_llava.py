@@ -1,4 +1,4 @@
-"""``TGLlavaProcessor``: the one place where TG-LLaVA inputs are prepared (STYLE rule 7).
+"""``TGLlavaProcessor``: the one place where TG-LLaVA inputs are prepared.
 
 Training, the inference engine and both evaluation wrappers call this class; none of them
 re-implements a step. It composes the single-job modules of this package:
@@ -816,7 +816,7 @@ class TGLlavaProcessor(ProcessorMixin):
     ) -> TrainingSample:
         """Tokenise one LLaVA-format training sample with labels and its guide.
 
-        Steps (official rules, reference §4.2, §5, §6): :meth:`training_segments`; the guide from
+        Steps (the official rules, docs/processing.md): :meth:`training_segments`; the guide from
         the raw last human turn; tokenisation of the segments with the in-context prefix check
         (:func:`tokenize_segments`); image-token expansion; truncation to ``max_length`` *after*
         the expansion (as the official code).

@@ -1,6 +1,6 @@
 """Local, hub-free tokenizer builders: the real CLIP BPE for the guide tower and tiny LLM tokenizers.
 
-The project runs without a model hub (DESIGN §4, ``reference/environment.md`` §2), so every
+The project runs without a model hub (docs/install.md), so every
 tokenizer a checkpoint needs is built here from data that ships inside installed packages or is
 generated deterministically:
 
@@ -325,7 +325,7 @@ def _build_llama3_family(corpus: Sequence[str], vocab_size: int, image_token: st
 
     Like Meta's Llama-3 tokenizer, it prepends ``<|begin_of_text|>`` to every encoded text; since
     the ``llama_3`` system text also starts with it, sequences start with two BOS tokens — the
-    official TG-LLaVA behaviour with the real tokenizer (reference §5), reproduced on purpose.
+    official TG-LLaVA behaviour with the real tokenizer (docs/processing.md), reproduced on purpose.
     """
     vocab, merges = _train_byte_level_bpe(corpus, vocab_size, LLAMA3_PRETOKENIZE_PATTERN)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=False))

@@ -28,7 +28,7 @@ so the same arguments give byte-identical files. Test scenes are drawn first and
 are excluded from the training scenes (held out by content, not only by file).
 
 Dataset names avoid the substrings that switch VLMEvalKit to special evaluation (``MMBench``,
-``POPE``, ``GQA``, ...; see ``reference/vlmevalkit.md`` §5); the VQA set's name contains
+``POPE``, ``GQA``, ...; see docs/vlmevalkit.md); the VQA set's name contains
 ``openended`` so that ``vlmeval.dataset.DATASET_TYPE`` reports ``VQA`` for it. Y/N sets are never
 auto-detected by VLMEvalKit: ``vlmeval_data_config.json`` names the class for each set
 (``ImageYORNDataset`` / ``ImageVQADataset`` / ``ImageMCQDataset``) for ``run.py --config``.
@@ -214,7 +214,7 @@ def make_test_items(kind: str, n: int, *, seed: int, grid: int, image_size: int)
 
 
 def _vlmeval_rows(kind: str, items: list[TestItem]) -> list[dict[str, Any]]:
-    """Rows of one VLMEvalKit TSV in the column layout of ``reference/vlmevalkit.md`` §5.
+    """Rows of one VLMEvalKit TSV in VLMEvalKit's column layout (docs/vlmevalkit.md).
 
     MCQ: ``index, image, question, A, B, C, D, answer, category``; Y/N and VQA: ``index, image,
     question, answer, category`` (VQA answers as a list literal of identical references).
@@ -266,7 +266,7 @@ def _lmms_doc(item: TestItem, image_path: str) -> dict[str, Any]:
 
 
 def _lmms_yaml(task: str, tag: str, kind: str, *, loglikelihood: bool) -> str:
-    """Task YAML text for lmms-eval 0.7.3 (``reference/lmms_eval.md`` §4).
+    """Task YAML text for lmms-eval 0.7.3 (docs/lmms_eval.md).
 
     ``!function`` tags are written literally (they are lmms-eval's YAML extension). Relative
     ``data_files`` are resolved against the YAML folder by lmms-eval >= 0.7.3.
