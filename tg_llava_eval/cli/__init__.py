@@ -31,15 +31,6 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, str]:
-    """Sub-commands whose module exists in this installation (others are not yet shipped)."""
-    found = {}
-    for name, module in SUBCOMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = module
-    return found
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Top-level parser; sub-command parsers are filled from their modules on demand."""
     parser = argparse.ArgumentParser(
@@ -48,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in _available().items():
+    for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub_parser)
@@ -59,12 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _lazy_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Build a parser that imports only the sub-command actually named in ``argv``."""
     wanted = next((a for a in argv if not a.startswith("-")), None)
-    available = _available()
-    if wanted in available:
+    if wanted in SUBCOMMANDS:
         parser = argparse.ArgumentParser(prog="tg-llava-eval")
         parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-        module = importlib.import_module(available[wanted])
+        module = importlib.import_module(SUBCOMMANDS[wanted])
         sub_parser = sub.add_parser(wanted, help=module.HELP, description=module.HELP)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=module.run)
