@@ -1,4 +1,5 @@
-"""Leaderboards: score records -> tables -> Markdown, LaTeX, CSV, XLSX, HTML and PNG (no torch).
+"""``tg_llava_eval.leaderboards`` (repository folder ``leaderboards/``): score records -> tables ->
+Markdown, LaTeX, CSV, XLSX, HTML and PNG (no torch).
 
 * :mod:`.table` — the :class:`Table` value shared by builders and renderers;
 * :mod:`.tables` — pure builders (main table, deltas, concurrent methods, reported vs

@@ -1,4 +1,5 @@
-"""Results: toolkit outputs and published numbers -> typed score records (no torch).
+"""``tg_llava_eval.results`` (repository folder ``results/``): toolkit outputs and published
+numbers -> typed score records (no torch).
 
 Pipeline (``docs/results.md``)::
 

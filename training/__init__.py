@@ -1,4 +1,5 @@
-"""Training of TG-LLaVA: the two-stage recipe of the paper on HF ``Trainer`` + DeepSpeed.
+"""``tg_llava_eval.training`` (repository folder ``training/``): training of TG-LLaVA, the
+two-stage recipe of the paper on HF ``Trainer`` + DeepSpeed.
 
 Modules (imported on demand, so that importing the package imports no torch):
 

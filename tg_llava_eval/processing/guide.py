@@ -32,12 +32,11 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import TGLlavaConfigError, TGLlavaInputError
+from ..modeling.configuration_tg_llava import GUIDE_PADDING_MODES  # allowed values of guide_padding
 from .conversation import strip_image_markers
 
 logger = logging.getLogger(__name__)
 
-#: Allowed values of ``guide_padding``.
-GUIDE_PADDING_MODES = ("masked", "official")
 #: In ``"official"`` mode the mask is ``ids != OFFICIAL_MASKED_ID`` (the official ``ids.ne(0)``).
 OFFICIAL_MASKED_ID = 0
 

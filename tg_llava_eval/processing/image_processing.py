@@ -44,12 +44,11 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from ..errors import TGLlavaConfigError
+from ..modeling.configuration_tg_llava import CROP_SOURCES  # where the TG-DP crops come from
 from .image_loading import DEFAULT_MAX_IMAGE_PIXELS, ImageInput, describe_source, load_image
 
 logger = logging.getLogger(__name__)
 
-#: Where the TG-DP crops come from (see the module docstring).
-CROP_SOURCES = ("upsampled", "original")
 #: Image-processor classes by ``backend`` name, for saving/loading (dispatch by registry).
 IMAGE_PROCESSOR_BACKENDS: dict[str, type[BaseImageProcessor]] = {
     "pil": CLIPImageProcessorPil,
