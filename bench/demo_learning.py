@@ -43,7 +43,8 @@ from pathlib import Path
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from tg_llava_eval.create import assemble_checkpoint, create_checkpoint
+from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
+from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.demo import DemoSettings
 from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 from tg_llava_eval.demo.synthetic.questions import Question, instruction_text

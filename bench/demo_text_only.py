@@ -38,7 +38,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
-from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
+from tg_llava_eval.checkpoints.creating import build_tokenizers, config_for_tokenizers
 from tg_llava_eval.demo.synthetic.dataset import with_scene_in_words
 from tg_llava_eval.demo.synthetic.questions import (
     KIND_CATEGORIES,

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from tg_llava_eval.convert import to_hf_llava_state_dict
-from tg_llava_eval.create import create_checkpoint
+from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
+from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.inference import GenerationRequest, TGLlavaEngine
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.variants import get_variant

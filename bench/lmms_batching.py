@@ -34,7 +34,7 @@ import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
-from tg_llava_eval.create import create_checkpoint
+from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.model_wrappers.lmms_eval import TGLlava
 
 logger = logging.getLogger(__name__)

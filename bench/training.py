@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from tg_llava_eval.create import create_checkpoint
+from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.training.checkpoints import save_stage1_adapters

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
         model_path = args.model_path
         if model_path is None:  # a random tiny checkpoint: the figure is about plumbing, not quality
-            from tg_llava_eval.create import create_checkpoint
+            from tg_llava_eval.checkpoints.creating import create_checkpoint
 
             model_path = str(create_checkpoint("tiny", tmp / "tiny", seed=0))
 

@@ -33,7 +33,7 @@ def fixtures_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-init ``tiny`` TG-LLaVA checkpoint (seed 0), written once per session."""
-    from tg_llava_eval.create import create_checkpoint
+    from tg_llava_eval.checkpoints.creating import create_checkpoint
 
     return create_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
@@ -41,7 +41,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_baseline_checkpoint(tmp_path_factory) -> Path:
     """A random-init ``tiny-baseline`` (LLaVA-1.5 switches) checkpoint (seed 0)."""
-    from tg_llava_eval.create import create_checkpoint
+    from tg_llava_eval.checkpoints.creating import create_checkpoint
 
     return create_checkpoint("tiny-baseline", tmp_path_factory.mktemp("ckpt") / "tiny-baseline", seed=0)
 

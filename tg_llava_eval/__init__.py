@@ -13,6 +13,8 @@ Sub-packages (one import namespace, mapped from the repository's top-level folde
 * :mod:`tg_llava_eval.variants` — the variant catalogue (plain data);
 * :mod:`tg_llava_eval.modeling` — ``TGLlavaConfig`` and ``TGLlavaForConditionalGeneration``;
 * :mod:`tg_llava_eval.processing` — ``TGLlavaProcessor`` (images, crops, templates, guide text);
+* :mod:`tg_llava_eval.checkpoints` — reading, assembling, creating and converting checkpoints
+  (the file and hub I/O that modeling does not do);
 * :mod:`tg_llava_eval.inference` — the batched generation engine with a vision-feature cache;
 * :mod:`tg_llava_eval.model_wrappers` — VLMEvalKit and lmms-eval adapters (repository folder
   ``model_wrappers/``);

@@ -62,7 +62,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel, Qwen2ForCausalLM, get_cosine_schedule_with_warmup
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
+from tg_llava_eval.checkpoints.creating import build_tokenizers, config_for_tokenizers
 from tg_llava_eval.demo import DemoSettings
 from tg_llava_eval.demo.synthetic.dataset import (
     MULTI_TURN_FRACTION,

@@ -252,7 +252,7 @@ def _starting_checkpoint(run: StageRun, recipe: StageRecipe, args: TrainingArgum
             f"stage {recipe.name!r} of {run.variant!r} needs --model DIR: a checkpoint holding the pretrained CLIP "
             "towers and LLM (see docs/training.md); only tiny variants start from a random-init model"
         )
-    from tg_llava_eval.create import create_checkpoint
+    from tg_llava_eval.checkpoints.creating import create_checkpoint
 
     folder = run.output_dir / INITIAL_CHECKPOINT_DIR
     with args.main_process_first(desc="create the initial checkpoint"):

@@ -8,8 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tg_llava_eval.convert import map_official_key, official_to_hf
-from tg_llava_eval.convert_checkpoint import convert_checkpoint
+from tg_llava_eval.checkpoints.converting import convert_checkpoint, map_official_key, official_to_hf
 from tg_llava_eval.errors import TGLlavaCheckpointError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 
@@ -104,7 +103,7 @@ def test_directory_conversion_round_trip(tiny_checkpoint, tmp_path):
 
 
 def test_to_hf_llava_refuses_tg_weights():
-    from tg_llava_eval.convert import to_hf_llava_state_dict
+    from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
 
     with pytest.raises(TGLlavaCheckpointError, match="text_guided_mask"):
         to_hf_llava_state_dict({"text_guided_mask.query_tokens": torch.zeros(1)})

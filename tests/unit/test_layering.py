@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -105,3 +106,78 @@ def test_library_files_document_themselves():
         if text and not text.startswith(('"""', "'''", 'r"""')):
             missing.append(path.relative_to(REPO).as_posix())
     assert not missing, missing
+
+
+#: Checkpoint code: the package that reads, assembles, creates and converts checkpoints.
+CHECKPOINTS = "tg_llava_eval.checkpoints"
+#: The one place in modeling that may import checkpoint code: the classmethod that delegates to it,
+#: inside its body (so importing modeling never loads checkpoint code).
+CHECKPOINT_DELEGATES = {"from_components"}
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom, package: str) -> list[str]:
+    """Absolute names an import statement in ``package`` loads (``from X import a`` gives X, X.a)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+        base = ".".join(parent + ([node.module] if node.module else []))
+    return [base] + [f"{base}.{alias.name}" for alias in node.names]
+
+
+def _checkpoint_imports(path: Path, package: str) -> list[tuple[int, str | None]]:
+    """``(line, enclosing function or None)`` of every import of checkpoint code in ``path``."""
+    found = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                names = _imported_names(child, package)
+                if any(name == CHECKPOINTS or name.startswith(CHECKPOINTS + ".") for name in names):
+                    found.append((child.lineno, function))
+            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def test_modeling_does_not_import_checkpoint_code():
+    """Modeling holds nn.Modules and no I/O: checkpoint code builds on it, never the other way.
+
+    No modeling module imports ``tg_llava_eval.checkpoints`` at module level (nor in any function
+    but the ``from_components`` delegate), and importing the model side loads none of it.
+    """
+    problems = []
+    for path in sorted((REPO / "tg_llava_eval" / "modeling").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+        for line, function in _checkpoint_imports(path, package):
+            if function not in CHECKPOINT_DELEGATES:
+                where = "at module level" if function is None else f"in {function}()"
+                problems.append(f"{rel}:{line}: imports checkpoint code {where}")
+    assert not problems, "\n".join(problems)
+    code = (
+        "import sys\n"
+        "import tg_llava_eval.modeling, tg_llava_eval.processing, tg_llava_eval.inference\n"
+        f"leaked = sorted(m for m in sys.modules if m.startswith({CHECKPOINTS!r}))\n"
+        "assert not leaked, leaked\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_the_checkpoint_check_sees_a_modeling_import(tmp_path):
+    """The check above fails for a module-level import of checkpoint code, absolute or relative."""
+    for source in ("from ..checkpoints.reading import read_state_dict\n",
+                   "from tg_llava_eval.checkpoints import assemble_model\n",
+                   "from .. import checkpoints\n",
+                   "def helper():\n    import tg_llava_eval.checkpoints.loading\n"):
+        module = tmp_path / "modeling_example.py"
+        module.write_text(source)
+        found = _checkpoint_imports(module, "tg_llava_eval.modeling")
+        assert found and all(function not in CHECKPOINT_DELEGATES for _, function in found), source
+    module.write_text("class M:\n    def from_components(cls):\n        from ..checkpoints.assembling import assemble_model\n")
+    assert _checkpoint_imports(module, "tg_llava_eval.modeling") == [(3, "from_components")]

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert_checkpoint import convert_checkpoint
+    from ..checkpoints.converting import convert_checkpoint
 
     report = convert_checkpoint(
         args.official, args.output, variant=args.variant, guide_tokenizer=args.guide_tokenizer,

@@ -54,21 +54,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if assemble:
-            from ..create import assemble_checkpoint
+            from ..checkpoints.assembling import assemble_checkpoint
 
             path = assemble_checkpoint(
                 args.variant, args.output, vision=args.vision, llm=args.llm, guide=args.guide,
                 tokenizer=args.tokenizer, guide_tokenizer=args.guide_tokenizer, seed=args.seed,
             )
         else:
-            from ..create import create_checkpoint
+            from ..checkpoints.creating import create_checkpoint
 
             path = create_checkpoint(
                 args.variant, args.output, seed=args.seed, tokenizer=args.tokenizer,
                 guide_tokenizer=args.guide_tokenizer,
             )
     except TGLlavaError as error:
-        # from_components names the argument (vision=..., llm=..., guide=...) in its messages.
+        # assemble_checkpoint names the argument (vision=..., llm=..., guide=...) in its messages.
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(path)

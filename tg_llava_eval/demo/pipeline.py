@@ -131,8 +131,8 @@ def _train(settings: DemoSettings, data: dict, out: Path) -> dict:
 
 def _ablate(trained: dict, out: Path) -> dict:
     """The :data:`INFERENCE_ABLATIONS` of the trained TG model: copies of its checkpoint with one
-    module switched off (``create.switch_checkpoint``), with the trained weights, not retrained."""
-    from ..create import switch_checkpoint
+    module switched off (``checkpoints.switching.switch_checkpoint``), with the trained weights, not retrained."""
+    from ..checkpoints.switching import switch_checkpoint
 
     source = trained["TG-LLaVA-tiny"]["checkpoint"]
     made = {}

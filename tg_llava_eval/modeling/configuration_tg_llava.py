@@ -13,8 +13,8 @@ sub-config          class                      role
 ``perceiver_config````Idefics2PerceiverConfig``TG-DP's perceiver resampler
 ==================  =========================  ==============================================
 
-The defaults of the TG modules are the official ones (``AIDC-AI/TG-LLaVA@0009eb8``, see
-``reference/tg_llava_architecture.md`` §2): a 2-layer BERT-large-width Q-Former with
+The defaults of the TG modules are the official ones (``AIDC-AI/TG-LLaVA@0009eb8``; the mapping is
+in docs/architecture.md): a 2-layer BERT-large-width Q-Former with
 cross-attention on every 2nd layer, 576 learnable queries, a depth-2 perceiver with 64 latents,
 16 query heads × 96, 4 KV heads, RMSNorm eps 1e-5, and a 2 × 2 crop grid.
 

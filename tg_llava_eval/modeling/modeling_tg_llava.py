@@ -31,41 +31,27 @@ change answers — ``"official"`` reproduces the unmasked behaviour.
 The CLIP outputs are text-independent: :meth:`TGLlavaForConditionalGeneration.get_image_features`
 is the cacheable part, :meth:`~TGLlavaForConditionalGeneration.fuse_visual_features` the
 text-dependent rest. :meth:`~TGLlavaForConditionalGeneration.from_components` assembles a stage-1
-start from pretrained CLIP and LLM checkpoints (strict loading, fresh TG modules, ``<image>`` row).
+start from pretrained CLIP and LLM checkpoints (strict loading, fresh TG modules, ``<image>`` row)
+through :mod:`tg_llava_eval.checkpoints`: this file holds the nn.Modules and does no file or hub I/O.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import (
-    AddedToken,
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    CLIPConfig,
-    CLIPTextConfig,
-    CLIPVisionConfig,
-    GenerationMixin,
-    PreTrainedModel,
-)
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from transformers.models.blip_2.modeling_blip_2 import Blip2QFormerModel
 from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverLayer, Idefics2RMSNorm
 from transformers.utils import logging
 
-from ..convert import load_official_state_dict
-from ..errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputError
+from ..errors import TGLlavaInputError
 from .configuration_tg_llava import TGLlavaConfig
 
 logger = logging.get_logger(__name__)
@@ -80,178 +66,10 @@ VISUAL_INPUT_NAMES = (
     "guide_attention_mask",
 )
 
-#: Module groups that training stages switch on by name (DESIGN §7); see ``trainable_groups``.
+#: Module groups that training stages switch on by name (docs/training.md); see ``trainable_groups``.
 TRAINABLE_GROUPS = ("projector", "text_guided_mask", "detail_perceiver", "llm")
 #: Module groups that stay frozen in both official stages.
 FROZEN_GROUPS = ("vision_tower", "guide_tower")
-
-# ---------------------------------------------------------------------- from_components
-#: When the ``<image>`` token needs a new LLM embedding row, the vocabulary is padded to a multiple
-#: of this (llava-hf's ``convert_llava_weights_to_hf.py`` pads to 64: Vicuna 32000 -> 32064).
-VOCAB_PAD_MULTIPLE = 64
-
-
-def padded_vocab_size(rows: int) -> int:
-    """``rows`` rounded up to a multiple of :data:`VOCAB_PAD_MULTIPLE` (LLM embedding size)."""
-    return -(-rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
-
-
-#: Keys of a full ``CLIPModel`` checkpoint that TG-LLaVA never computes: the contrastive heads.
-#: The vision side reads hidden states and the guide the un-projected ``pooler_output``.
-CLIP_CONTRASTIVE_KEYS = ("visual_projection.weight", "text_projection.weight", "logit_scale")
-#: Where each tower's weights sit in a ``CLIPModel`` checkpoint (its attribute names there).
-CLIP_TOWER_PREFIXES = {"vision_tower": "vision_model.", "guide_tower": "text_model."}
-#: Sizes of each part that a preset declares and :meth:`~TGLlavaForConditionalGeneration.from_components`
-#: checks against the loaded part (vocabulary sizes are left out: ``<image>`` may add a row).
-ARCHITECTURE_FIELDS = {
-    "vision_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                      "image_size", "patch_size"),
-    "guide_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                     "max_position_embeddings"),
-    "text_config": ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads", "num_key_value_heads"),
-}
-#: Files that mark a directory as holding a tokenizer.
-TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
-
-
-def has_tokenizer_files(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` holds a saved tokenizer (used for the CLIP tokenizer default)."""
-    return any((Path(directory) / name).is_file() for name in TOKENIZER_FILES)
-
-
-def _component_dir(source: str | os.PathLike, role: str) -> Path:
-    """Resolve a local directory or a hub repo id (cached or downloadable) to a local directory.
-
-    Raises:
-        TGLlavaCheckpointError: Neither a directory nor a resolvable repo id (names ``role``).
-    """
-    path = Path(source)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise TGLlavaCheckpointError(f"{role}={str(source)!r} is a file; expected a checkpoint directory")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(source)))
-    except Exception as exc:  # offline, unknown repo, malformed id: all mean "not found"
-        raise TGLlavaCheckpointError(
-            f"{role}={str(source)!r} is neither a local directory nor a reachable hub repo ({type(exc).__name__})"
-        ) from exc
-
-
-def _component_config(directory: Path, role: str, expected: tuple[type, ...], what: str):
-    """Read ``directory``'s config and check that it is the kind of checkpoint ``role`` needs."""
-    if not (directory / "config.json").is_file():
-        raise TGLlavaCheckpointError(f"{role}={str(directory)!r} has no config.json; expected {what}")
-    config = AutoConfig.from_pretrained(directory)
-    if expected and not isinstance(config, expected):
-        raise TGLlavaCheckpointError(
-            f"{role}={str(directory)!r} holds a {config.model_type!r} checkpoint "
-            f"({type(config).__name__}); expected {what}"
-        )
-    if not expected and type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        raise TGLlavaCheckpointError(
-            f"{role}={str(directory)!r} holds a {config.model_type!r} checkpoint "
-            f"({type(config).__name__}), which AutoModelForCausalLM cannot build; expected {what}"
-        )
-    return config
-
-
-def _image_token_id(tokenizer, image_token: str) -> int:
-    """Id of ``image_token``; added to ``tokenizer`` as one special token when missing (llava-hf)."""
-    if image_token not in tokenizer.get_vocab():
-        tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
-        logger.info("added %s to the LLM tokenizer as id %d", image_token, tokenizer.convert_tokens_to_ids(image_token))
-    return tokenizer.convert_tokens_to_ids(image_token)
-
-
-def _check_against_preset(name: str, part, reference, source: Path, variant: str) -> None:
-    """Raise when a loaded part's architecture differs from what the preset declares."""
-    for field_name in ARCHITECTURE_FIELDS[name]:
-        got, want = getattr(part, field_name, None), getattr(reference, field_name, None)
-        if got != want:
-            raise TGLlavaConfigError(
-                f"variant {variant!r} declares {name}.{field_name}={want!r} but {str(source)!r} has "
-                f"{got!r}: pick the preset of these parts"
-            )
-
-
-def _clip_tower_state(
-    state: dict[str, torch.Tensor], prefix: str, *, source: Path, role: str
-) -> dict[str, torch.Tensor]:
-    """The weights of one CLIP tower, keyed as the tower's own ``state_dict``.
-
-    A ``CLIPModel`` file (and a ``CLIPVisionModel``/``CLIPTextModel`` file written before
-    transformers v5) holds a tower under its :data:`CLIP_TOWER_PREFIXES` entry; a v5 single-tower
-    file holds it at the top level. The contrastive heads and the other tower are left out.
-
-    Raises:
-        TGLlavaCheckpointError: Keys that belong to neither tower nor the contrastive heads.
-    """
-    if any(key.startswith(prefix) for key in state):
-        towers = tuple(CLIP_TOWER_PREFIXES.values())
-        stray = sorted(key for key in state if not key.startswith(towers) and key not in CLIP_CONTRASTIVE_KEYS)
-        if stray:
-            raise TGLlavaCheckpointError(
-                f"{role}={str(source)!r} has keys outside the CLIP towers: {stray[:10]} ({len(stray)})"
-            )
-        return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    return {key: value for key, value in state.items() if key not in CLIP_CONTRASTIVE_KEYS}
-
-
-def _load_strict(
-    module: nn.Module,
-    state: dict[str, torch.Tensor],
-    *,
-    source: Path,
-    role: str,
-    ignored_patterns: tuple[str, ...] = (),
-) -> None:
-    """Copy ``state`` into ``module``, failing on any missing or unexpected key.
-
-    Args:
-        module: Target module (its ``state_dict`` names are the expected keys).
-        state: Tensors read from ``source``.
-        source, role: For the error message.
-        ignored_patterns: Regexes of unused keys the model class itself declares
-            (``_keys_to_ignore_on_load_unexpected``).
-
-    Rows missing at the end of an embedding (the new ``<image>`` row) are filled with the mean of
-    the pretrained rows; a parameter missing only because it is tied to a loaded one is accepted.
-
-    Raises:
-        TGLlavaCheckpointError: Missing/unexpected keys or a shape mismatch, naming ``source``.
-    """
-    target = module.state_dict()
-    unexpected = sorted(
-        key for key in state
-        if key not in target and not any(re.search(pattern, key) for pattern in ignored_patterns)
-    )
-    loaded_ptrs = {target[key].data_ptr() for key in target if key in state}
-    missing = sorted(key for key in target if key not in state and target[key].data_ptr() not in loaded_ptrs)
-    if missing or unexpected:
-        raise TGLlavaCheckpointError(
-            f"{role}={str(source)!r} does not fit the {type(module).__name__}: "
-            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)}), "
-            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)})"
-        )
-    for key, param in target.items():
-        if key not in state:
-            continue  # tied to a loaded parameter
-        value = state[key]
-        if value.shape == param.shape:
-            param.copy_(value)
-        elif value.dim() == 2 and value.shape[1:] == param.shape[1:] and value.shape[0] < param.shape[0]:
-            # [V_old, H] -> [V_new, H]: the new rows (<image>, padding) start at the mean row.
-            param[: value.shape[0]].copy_(value)
-            param[value.shape[0]:].copy_(value.float().mean(dim=0).to(param.dtype))
-        else:
-            raise TGLlavaCheckpointError(
-                f"{role}={str(source)!r}: {key} has shape {tuple(value.shape)}, the model needs {tuple(param.shape)}"
-            )
-
 
 class TGLlavaProjector(nn.Module):
     """Two-layer MLP ``Linear(in→out), act, Linear(out→out)`` (``mlp2x_gelu``) or one Linear.
@@ -502,7 +320,6 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         return model
 
     @classmethod
-    @torch.no_grad()
     def from_components(
         cls,
         vision: str | os.PathLike,
@@ -517,15 +334,9 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
     ) -> TGLlavaForConditionalGeneration:
         """Assemble a stage-1 start: pretrained CLIP towers and LLM, fresh TG modules and projector.
 
-        The config is the preset's (switches, Q-Former and perceiver sizes, template) with the
-        sub-configs read from the parts: ``vision_config`` and ``guide_config`` from the CLIP
-        checkpoint(s), ``text_config`` from the LLM. The parts' architecture must match what the
-        preset declares (:data:`ARCHITECTURE_FIELDS`). The projector, TG-FOM and TG-DP get the
-        model's own initialisation under ``seed`` (TG-FOM's output layer zero, so the model starts
-        as LLaVA-1.5 + TG-DP); the towers and the LLM get the pretrained weights, loaded strictly.
-        If ``<image>`` has no LLM embedding row, the embedding and LM head grow to the next multiple
-        of :data:`VOCAB_PAD_MULTIPLE` with new rows at the mean pretrained row (llava-hf
-        convention). The towers are frozen.
+        Delegates to :func:`tg_llava_eval.checkpoints.assembling.assemble_model`, which documents the
+        rules (the parts' sizes are checked against the preset, weights load strictly, ``<image>``
+        gets an embedding row, the towers are frozen); the model file itself does no I/O.
 
         Args:
             vision: Directory (or hub repo id) of a ``CLIPModel`` or ``CLIPVisionModel`` checkpoint.
@@ -536,8 +347,7 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
             tokenizer: LLM tokenizer object or directory; default: ``llm``'s. ``<image>`` is added
                 to the object in place when missing, so pass the same object to the processor.
             guide_tokenizer: CLIP tokenizer object or directory; default: the CLIP directory's when
-                it has one. Its bos/eos/pad ids go into ``guide_config``; without one the CLIP
-                config's ids are kept.
+                it has one.
             dtype: Dtype of the returned model (``torch.bfloat16`` or ``"bfloat16"``); default fp32.
             seed: Seed of the TG modules' and projector's initialisation (the global RNG is restored).
 
@@ -550,87 +360,11 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
             TGLlavaConfigError: A part whose sizes differ from the preset, or a guide tokenizer
                 larger than the guide tower's vocabulary.
         """
-        from ..variants import get_variant  # variants imports this package: import at call time
+        # Imported here: checkpoint code builds on this module, never the other way.
+        from ..checkpoints.assembling import assemble_model
 
-        preset = get_variant(variant) if isinstance(variant, str) else variant
-        reference = preset.config()
-        vision_dir = _component_dir(vision, "vision")
-        llm_dir = _component_dir(llm, "llm")
-        guide_dir = vision_dir if guide is None else _component_dir(guide, "guide")
-
-        clip_kinds = "a CLIP checkpoint (CLIPModel or CLIPVisionModel)"
-        vision_part = _component_config(vision_dir, "vision", (CLIPConfig, CLIPVisionConfig), clip_kinds)
-        guide_part = (
-            vision_part if guide is None
-            else _component_config(guide_dir, "guide", (CLIPConfig, CLIPTextConfig), "a CLIP checkpoint (CLIPModel or CLIPTextModel)")
-        )
-        if isinstance(guide_part, CLIPVisionConfig):
-            raise TGLlavaCheckpointError(
-                f"vision={str(vision_dir)!r} holds only a CLIP vision tower: pass guide=<CLIP checkpoint "
-                "with the text tower> (the guide tower reads the instruction)"
-            )
-        text_part = _component_config(llm_dir, "llm", (), "a causal LM checkpoint (e.g. Llama, Qwen2)")
-        vision_config = vision_part.vision_config if isinstance(vision_part, CLIPConfig) else vision_part
-        guide_config = guide_part.text_config if isinstance(guide_part, CLIPConfig) else guide_part
-        for name, part, source in (("vision_config", vision_config, vision_dir),
-                                   ("guide_config", guide_config, guide_dir),
-                                   ("text_config", text_part, llm_dir)):
-            _check_against_preset(name, part, getattr(reference, name), source, preset.name)
-
-        # Tokenizers: only their special ids and sizes enter the config.
-        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(llm_dir if tokenizer is None else tokenizer)
-        if guide_tokenizer is None and has_tokenizer_files(guide_dir):
-            guide_tokenizer = guide_dir
-        if isinstance(guide_tokenizer, (str, os.PathLike)):
-            guide_tokenizer = AutoTokenizer.from_pretrained(guide_tokenizer)
-        guide_dict = guide_config.to_dict()
-        if guide_tokenizer is not None:
-            if len(guide_tokenizer) > guide_config.vocab_size:
-                raise TGLlavaConfigError(
-                    f"the guide tokenizer has {len(guide_tokenizer)} tokens but guide_config.vocab_size "
-                    f"of {str(guide_dir)!r} is {guide_config.vocab_size}"
-                )
-            for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-                guide_dict[key] = getattr(guide_tokenizer, key)
-        image_token_id = _image_token_id(tokenizer, reference.image_token)
-        text_dict = text_part.to_dict()
-        needed_rows = max(len(tokenizer), image_token_id + 1)
-        if needed_rows > text_part.vocab_size:
-            text_dict["vocab_size"] = padded_vocab_size(needed_rows)
-            logger.info("LLM embedding grows from %d to %d rows for %s",
-                        text_part.vocab_size, text_dict["vocab_size"], reference.image_token)
-        # A part's recorded dtype would make from_config build that tower in it (a bf16 LLM beside
-        # fp32 towers): everything is built in fp32 and cast to `dtype` once at the end.
-        vision_dict = vision_config.to_dict()
-        for sub_config in (vision_dict, guide_dict, text_dict):
-            sub_config.pop("dtype", None)
-            sub_config.pop("torch_dtype", None)
-        config = preset.config(
-            vision_config=vision_dict, guide_config=guide_dict, text_config=text_dict, image_token_id=image_token_id
-        )
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = cls(config)
-
-        # One CLIPModel file feeds both towers; a separate guide checkpoint's vision tower is unused.
-        vision_state = load_official_state_dict(vision_dir)
-        guide_state = vision_state if guide is None else load_official_state_dict(guide_dir)
-        guide_role = "vision" if guide is None else "guide"
-        for tower, state, source, role in (("vision_tower", vision_state, vision_dir, "vision"),
-                                           ("guide_tower", guide_state, guide_dir, guide_role)):
-            tower_state = _clip_tower_state(state, CLIP_TOWER_PREFIXES[tower], source=source, role=role)
-            _load_strict(getattr(model, tower), tower_state, source=source, role=role)
-        language_model = model.language_model
-        _load_strict(language_model, load_official_state_dict(llm_dir), source=llm_dir, role="llm",
-                     ignored_patterns=tuple(language_model._keys_to_ignore_on_load_unexpected or ()))
-        if dtype is not None:
-            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-        model.freeze_towers()
-        logger.info("assembled %s from vision=%s, guide=%s, llm=%s (seed %d)",
-                    preset.name, vision_dir, guide_dir, llm_dir, seed)
-        return model.eval()
+        return assemble_model(vision, llm, variant=variant, guide=guide, tokenizer=tokenizer,
+                              guide_tokenizer=guide_tokenizer, dtype=dtype, seed=seed, model_class=cls)
 
     def freeze_towers(self) -> None:
         """Freeze both CLIP towers, as in both official training stages."""
@@ -885,10 +619,4 @@ __all__ = [
     "TGLlavaForConditionalGeneration",
     "TRAINABLE_GROUPS",
     "FROZEN_GROUPS",
-    "VOCAB_PAD_MULTIPLE",
-    "padded_vocab_size",
-    "CLIP_CONTRASTIVE_KEYS",
-    "CLIP_TOWER_PREFIXES",
-    "ARCHITECTURE_FIELDS",
-    "has_tokenizer_files",
 ]

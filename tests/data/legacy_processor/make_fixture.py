@@ -72,7 +72,7 @@ def encodings(processor) -> dict:
 
 
 def main() -> None:
-    from tg_llava_eval.create import build_tokenizers, config_for_tokenizers
+    from tg_llava_eval.checkpoints.creating import build_tokenizers, config_for_tokenizers
     from tg_llava_eval.processing import TGLlavaProcessor
     from tg_llava_eval.variants import get_variant
 

@@ -179,7 +179,7 @@ def test_resume_matches_the_uninterrupted_run(data, tmp_path):
     script = (
         "import json, shutil, sys\n"
         "from tg_llava_eval.cli.train import main\n"
-        "from tg_llava_eval.create import create_checkpoint\n"
+        "from tg_llava_eval.checkpoints.creating import create_checkpoint\n"
         "common, full, resumed = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
         "assert main(common + ['--output', full]) == 0\n"
         "shutil.copytree(full + '/checkpoint-3', resumed + '/checkpoint-3')\n"

@@ -75,7 +75,7 @@ def test_stage_commands_use_the_real_cli_with_the_settings(tmp_path: Path):
 
 
 def test_the_packaged_components_are_the_default_and_load(tmp_path: Path):
-    from tg_llava_eval.create import assemble_checkpoint
+    from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
     from tg_llava_eval.demo.settings import COMPONENTS_DIR
 
     assert Path(DemoSettings().components) == COMPONENTS_DIR

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPVisionModel, Qwen2ForCausalLM
 
+from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
+from tg_llava_eval.checkpoints.creating import VOCAB_PAD_MULTIPLE, build_tokenizers
 from tg_llava_eval.cli import main as cli_main
-from tg_llava_eval.create import assemble_checkpoint, build_tokenizers
 from tg_llava_eval.errors import TGLlavaCheckpointError, TGLlavaConfigError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
-from tg_llava_eval.modeling.modeling_tg_llava import VOCAB_PAD_MULTIPLE
 from tg_llava_eval.processing import TGLlavaProcessor
 from tg_llava_eval.variants import get_variant
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from tg_llava_eval.convert import to_hf_llava_state_dict
+from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
 from tg_llava_eval.errors import TGLlavaInputError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.variants import get_variant

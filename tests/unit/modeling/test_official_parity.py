@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tg_llava_eval.convert import official_to_hf
+from tg_llava_eval.checkpoints.converting import official_to_hf
 from tg_llava_eval.modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
 
 from .official_fixture import FIXTURES, official_state_dict

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tg_llava_eval.create import assemble_checkpoint
+from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
 from tg_llava_eval.demo.synthetic.questions import MCQ_SUFFIX
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 

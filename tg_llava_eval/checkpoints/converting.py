@@ -1,4 +1,5 @@
-"""Convert official TG-LLaVA weights (``AIDC-AI/TG-LLaVA@0009eb8`` layout) to ours.
+"""Converting official TG-LLaVA checkpoints (``AIDC-AI/TG-LLaVA@0009eb8`` layout) to ours, and our
+LLaVA-1.5 baselines to transformers' ``LlavaForConditionalGeneration`` layout.
 
 The official model prefixes everything with ``model.`` and names modules after the code's history
 (``mm_cross_attn`` = TG-FOM, ``mm_patch_encoder`` = TG-DP, ``zero_layer``, ``resize_linear``); its
@@ -7,17 +8,24 @@ never uses. :data:`RENAME_RULES` is the declared table from their names to ours 
 ``Blip2QFormerModel`` / ``Idefics2PerceiverLayer`` / llava-hf role names); :data:`DROP_RULES` lists,
 with a reason each, the keys that have no counterpart because they are never computed. The
 conversion is strict: a key matched by neither table, or matched twice, is an error; the dropped
-keys are reported. See ``docs/convert.md`` and ``reference/tg_llava_architecture.md`` §4.4.
+keys are reported.
 
 The official code zero-initialises TG-FOM's output layer. A checkpoint whose output layer is still
 all zeros has a TG-FOM that does nothing — the classic symptom of forgetting
 ``--pretrain_mm_cross_attn`` in stage 2 — so :func:`official_to_hf` refuses it unless the caller says
 that is intended (``allow_zero_text_guided_mask=True``).
+
+:func:`convert_checkpoint` converts a whole official folder: weights through the table; the LLM
+tokenizer is the official folder's, with an ``<image>`` special token added (the official code
+splices image features at the fake id -200 instead); the guide tokenizer is CLIP's. The ``<image>``
+row is added to the LLM's input and output embeddings, initialised to the mean of the existing rows
+(as llava-hf's conversions do), and the preset's padded vocabulary size is used. Loading into our
+model is strict: a missing or unexpected key is an error naming it. Rationale:
+docs/architecture.md, "Checkpoints".
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -25,8 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer
 
-from .errors import TGLlavaCheckpointError
+from ..errors import TGLlavaCheckpointError
+from ..inference.engine import resolve_dtype
+from ..modeling import TGLlavaForConditionalGeneration
+from ..processing import TGLlavaProcessor
+from ..variants import get_variant
+from .creating import build_tokenizers, config_for_tokenizers, write_checkpoint
+from .reading import read_official_config, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +118,6 @@ DROP_RULES: tuple[tuple[str, str], ...] = (
 #: Our key of TG-FOM's zero-initialised output layer (``zero_layer`` officially).
 TEXT_GUIDED_MASK_OUTPUT = "text_guided_mask.output_projection"
 
-#: official ``model_type`` in config.json -> the LLM's transformers ``model_type``.
-OFFICIAL_MODEL_TYPES: dict[str, str] = {
-    "llava_llama_text_learnable_query": "llama",
-    "llava_qwen_text_learnable_query": "qwen2",
-}
-
-
 @dataclass
 class ConversionResult:
     """Output of :func:`official_to_hf`.
@@ -158,7 +166,7 @@ def map_official_key(key: str) -> tuple[str | None, str | None]:
         what = "no rule" if not renames and not drops else "several rules"
         raise TGLlavaCheckpointError(
             f"official key {key!r} matches {what} of the conversion table "
-            "(tg_llava_eval.convert.RENAME_RULES / DROP_RULES)"
+            "(tg_llava_eval.checkpoints.converting.RENAME_RULES / DROP_RULES)"
         )
     if drops:
         return None, drops[0]
@@ -209,64 +217,6 @@ def official_to_hf(
     return result
 
 
-def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read official weights from a checkpoint directory or file, safely.
-
-    Supports ``*.safetensors`` (single or sharded with ``model.safetensors.index.json``) and
-    ``.bin`` files (``torch.load(weights_only=True)``: tensors only, no pickled code), including a
-    stage-1 directory with ``mm_projector.bin``, ``mm_cross_attn.bin``, ``mm_patch_encoder.bin``.
-
-    Raises:
-        TGLlavaCheckpointError: If nothing loadable is found.
-    """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    files: list[Path]
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-    else:
-        raise TGLlavaCheckpointError(f"{path}: no such checkpoint file or directory")
-    if not files:
-        raise TGLlavaCheckpointError(f"{path}: no *.safetensors or *.bin weight files")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        if file.suffix == ".safetensors":
-            part = load_file(str(file))
-        else:
-            try:
-                part = torch.load(file, map_location="cpu", weights_only=True)
-            except Exception as exc:  # a pickle with objects other than tensors, a corrupt file
-                raise TGLlavaCheckpointError(f"{file}: cannot be read as a tensor dict ({exc})") from exc
-        if not isinstance(part, dict):
-            raise TGLlavaCheckpointError(f"{file}: expected a dict of tensors, got {type(part).__name__}")
-        state.update(part)
-    logger.info("read %d tensors from %d file(s) under %s", len(state), len(files), path)
-    return state
-
-
-def read_official_config(path: str | Path) -> dict:
-    """The official ``config.json`` next to the weights, with its LLM ``model_type`` resolved.
-
-    Raises:
-        TGLlavaCheckpointError: Missing file or an unknown official ``model_type``.
-    """
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        raise TGLlavaCheckpointError(f"{config_file}: missing (needed to rebuild the LLM config)")
-    config = json.loads(config_file.read_text())
-    official_type = config.get("model_type")
-    if official_type not in OFFICIAL_MODEL_TYPES:
-        raise TGLlavaCheckpointError(
-            f"{config_file}: model_type {official_type!r} is not an official TG-LLaVA type "
-            f"({sorted(OFFICIAL_MODEL_TYPES)})"
-        )
-    config["llm_model_type"] = OFFICIAL_MODEL_TYPES[official_type]
-    return config
-
-
 def to_hf_llava_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our LLaVA-1.5 weights (both TG switches off) in transformers' ``LlavaForConditionalGeneration``
     layout, e.g. to use a baseline trained here with stock transformers.
@@ -293,14 +243,101 @@ def to_hf_llava_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
     return mapped
 
 
+#: Our keys of the LLM's input and output embeddings (rows = vocabulary).
+EMBEDDING_KEYS = ("language_model.model.embed_tokens.weight", "language_model.lm_head.weight")
+
+
+def _grow_rows(tensor: torch.Tensor, rows: int, key: str) -> torch.Tensor:
+    """Pad an embedding matrix to ``rows`` rows with the mean row (llava-hf's choice)."""
+    if tensor.shape[0] > rows:
+        raise TGLlavaCheckpointError(f"{key} has {tensor.shape[0]} rows, more than the preset's vocab_size {rows}")
+    if tensor.shape[0] == rows:
+        return tensor
+    mean = tensor.float().mean(dim=0, keepdim=True).to(tensor.dtype)
+    return torch.cat([tensor, mean.expand(rows - tensor.shape[0], -1)], dim=0)
+
+
+def convert_checkpoint(
+    official_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    variant: str,
+    guide_tokenizer: str | Path | None = None,
+    allow_zero_text_guided_mask: bool = False,
+    dtype: str | torch.dtype = "bfloat16",
+) -> str:
+    """Convert ``official_dir`` into ``output_dir``.
+
+    Args:
+        official_dir: Folder with the official weights (safetensors shards or ``.bin``), its
+            ``config.json`` and the LLM tokenizer files.
+        output_dir: Where to write our checkpoint.
+        variant: Preset with the checkpoint's sizes (``tg-llava-qwen2-7b``, ...).
+        guide_tokenizer: CLIP tokenizer folder; default: the CLIP BPE built locally (full for
+            real presets, truncated as the preset says for tiny ones).
+        allow_zero_text_guided_mask: See :func:`official_to_hf`.
+        dtype: dtype of the written weights.
+
+    Returns:
+        The conversion report (also logged).
+
+    Raises:
+        TGLlavaCheckpointError: Unknown/missing keys, shape mismatches, a wrong LLM family.
+    """
+    official_dir, output_dir = Path(official_dir), Path(output_dir)
+    preset = get_variant(variant)
+    official_config = read_official_config(official_dir)
+    llm_type = preset.config().text_config.model_type
+    if official_config["llm_model_type"] != llm_type:
+        raise TGLlavaCheckpointError(
+            f"{official_dir}/config.json is a {official_config['llm_model_type']} model but variant "
+            f"{variant!r} expects {llm_type}"
+        )
+    converted = official_to_hf(
+        read_state_dict(official_dir), allow_zero_text_guided_mask=allow_zero_text_guided_mask
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(official_dir))
+    if "<image>" not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer, guide = build_tokenizers(preset, tokenizer, guide_tokenizer)
+    config = config_for_tokenizers(preset, tokenizer, guide)
+    state = converted.state_dict
+    for key in EMBEDDING_KEYS:
+        if key in state:
+            state[key] = _grow_rows(state[key], config.text_config.vocab_size, key)
+    with torch.device("meta"):
+        model = TGLlavaForConditionalGeneration(config)
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise TGLlavaCheckpointError(
+            f"{official_dir}: after conversion {len(missing)} keys are missing (first: {missing[:5]}) and "
+            f"{len(unexpected)} are unexpected (first: {unexpected[:5]}); a full stage-2 checkpoint is needed"
+        )
+    target = resolve_dtype(dtype)
+    state = {k: v.to(target) if v.is_floating_point() and target not in (None, "auto") else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise TGLlavaCheckpointError(f"{official_dir}: {error}") from error
+    # Non-persistent buffers (position ids) stay on the meta device: they are not saved and are
+    # rebuilt by from_pretrained, so the model is only written here, never run.
+    processor = TGLlavaProcessor.from_config(config, tokenizer, guide)
+    write_checkpoint(model, processor, output_dir)
+    report = converted.report() + f"\nwrote {variant} checkpoint to {output_dir}"
+    logger.info(report)
+    return report
+
+
 __all__ = [
-    "to_hf_llava_state_dict",
     "RENAME_RULES",
     "DROP_RULES",
-    "OFFICIAL_MODEL_TYPES",
+    "TEXT_GUIDED_MASK_OUTPUT",
+    "EMBEDDING_KEYS",
     "ConversionResult",
     "map_official_key",
     "official_to_hf",
-    "load_official_state_dict",
-    "read_official_config",
+    "to_hf_llava_state_dict",
+    "convert_checkpoint",
 ]

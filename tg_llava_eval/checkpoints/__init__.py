@@ -1,0 +1,56 @@
+"""Checkpoint I/O: everything that reads, assembles, creates or converts TG-LLaVA checkpoints.
+
+The model code (:mod:`tg_llava_eval.modeling`) holds only nn.Modules and no file or hub I/O; this
+package sits above it and :mod:`tg_llava_eval.processing`, one job per module:
+
+* :mod:`.reading` — weights from safetensors (single or sharded) or tensor-only ``.bin``
+  (:func:`read_state_dict`), the official ``config.json``, tokenizer folders;
+* :mod:`.loading` — strict loading into a module with a missing/unexpected key report;
+* :mod:`.creating` — random-init checkpoints of a preset (:func:`create_checkpoint`), tokenizers
+  and config for a preset, writing model + processor;
+* :mod:`.assembling` — a stage-1 start from pretrained CLIP and LLM checkpoints
+  (:func:`assemble_model`, behind ``TGLlavaForConditionalGeneration.from_components``;
+  :func:`assemble_checkpoint`);
+* :mod:`.switching` — a trained checkpoint with TG modules switched off (inference-time ablation);
+* :mod:`.converting` — the official key table and :func:`convert_checkpoint`.
+
+Names below are imported on first use. The layers and the reasons: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the module of this package that defines it (imported on first attribute access).
+_PUBLIC_API = {
+    "read_state_dict": "reading",
+    "read_official_config": "reading",
+    "has_tokenizer_files": "reading",
+    "load_strict": "loading",
+    "create_checkpoint": "creating",
+    "build_tokenizers": "creating",
+    "config_for_tokenizers": "creating",
+    "write_checkpoint": "creating",
+    "assemble_model": "assembling",
+    "assemble_checkpoint": "assembling",
+    "switch_checkpoint": "switching",
+    "official_to_hf": "converting",
+    "to_hf_llava_state_dict": "converting",
+    "convert_checkpoint": "converting",
+}
+
+__all__ = list(_PUBLIC_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC_API.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC_API))
