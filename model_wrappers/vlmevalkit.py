@@ -64,7 +64,7 @@ from vlmeval.vlm.base import BaseModel
 from vlmeval.vlm.llava.llava import LLaVA
 
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
-from tg_llava_eval.inference.generation_settings import GenerationSettings
+from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings
 from tg_llava_eval.inference.requests import GenerationRequest
 from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
 from tg_llava_eval.variants import IDENTITY_FIELDS, VARIANTS, check_variant, get_variant, recognise_variant
@@ -95,7 +95,7 @@ LLAVA15_GENERATION = GenerationSettings(max_new_tokens=2048, temperature=0.0, to
 
 
 #: The decoding keywords of VLMEvalKit's LLaVA-1.5 wrapper (no stop strings there).
-_LLAVA_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
+_LLAVA_GENERATION_KEYS = tuple(key for key in GENERATION_KEYS if key != "until")
 
 
 def generation_from_keywords(keywords: Mapping[str, Any]) -> GenerationSettings:
