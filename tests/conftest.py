@@ -1,4 +1,5 @@
-"""Shared fixtures: offline environment, the shared/ folder, tiny checkpoints built locally."""
+"""Session fixtures: offline environment, tiny checkpoints built locally (files from outside the
+repository are found by ``tests/shared_files.py``)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-#: ../shared beside the repository (override with TG_LLAVA_SHARED).
-SHARED = Path(os.environ.get("TG_LLAVA_SHARED", REPO_ROOT.parent / "shared"))
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"the shared/ folder is missing at {SHARED} (set TG_LLAVA_SHARED)")
-    return SHARED
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir(shared_dir) -> Path:
-    return shared_dir / "fixtures" / "official_parity"
 
 
 @pytest.fixture(scope="session")

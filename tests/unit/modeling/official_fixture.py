@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import json
 import zlib
-from pathlib import Path
 
 import torch
 
-FIXTURES = Path(__import__("os").environ.get("TG_LLAVA_SHARED", Path(__file__).resolve().parents[3].parent / "shared")) / "fixtures" / "official_parity"
+from tests.shared_files import official_parity_file
+
 PRIME = 10007
+
+
+def official_key_table() -> dict:
+    """``keys_official.json``: the key table and the keys the official forward never computes."""
+    return json.loads(official_parity_file("keys_official.json").read_text())
 
 
 def official_keys() -> list[tuple[str, list[int], str]]:
     """``[key, shape, dtype]`` in the official ``state_dict()`` order."""
-    return json.loads((FIXTURES / "keys_official.json").read_text())["keys"]
+    return official_key_table()["keys"]
 
 
 def recipe_tensor(key: str, shape: list[int], recipe: str) -> torch.Tensor:

@@ -10,15 +10,16 @@ import json
 
 import pytest
 
+from tests.shared_files import official_parity_file
 from tg_llava_eval.processing import TGLlavaProcessor, build_clip_image_processor, build_guide_tokenizer, build_llm_tokenizer
 
 from .helpers import GUIDE_MAX_LENGTH, SMALL_IMAGE_SIZE, SMALL_NUM_IMAGE_TOKENS
 
 
 @pytest.fixture(scope="session")
-def golden_prompts(fixtures_dir) -> dict:
+def golden_prompts() -> dict:
     """``prompts_golden.json``: template -> case -> exact string."""
-    return json.loads((fixtures_dir / "prompts_golden.json").read_text(encoding="utf-8"))
+    return json.loads(official_parity_file("prompts_golden.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Constants and small helpers shared by the processing tests (imported by the test modules).
 
-The official parity fixtures come from the ``fixtures_dir`` fixture of ``tests/conftest.py``
-(``../shared`` beside the repository, or ``$TG_LLAVA_SHARED``).
+The official parity fixtures are found by ``tests/shared_files.py`` (carried in ``tests/data`` or
+read from ``shared/``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
+from tests.shared_files import official_parity_file
 from tg_llava_eval.errors import TGLlavaConfigError
 from tg_llava_eval.processing import (
     ImagePreprocessor,
@@ -24,23 +25,22 @@ PARITY_ATOL = 2e-3
 
 
 @pytest.fixture(scope="module")
-def official(fixtures_dir):
-    return load_file(str(fixtures_dir / "preprocess_case.safetensors"))
+def official():
+    return load_file(str(official_parity_file("preprocess_case.safetensors")))
 
 
 def test_clip_mean_padding_colour():
     assert background_colour([0.48145466, 0.4578275, 0.40821073]) == (122, 116, 104)
 
 
-def test_official_parity_through_the_processor(official, make_processor, fixtures_dir):
+def test_official_parity_through_the_processor(official, make_processor):
     """pixel_values and crops of the three fixture images via the real __call__ path."""
-    directory = fixtures_dir
     processor = make_processor("qwen_2", image_size=336)
     for index, name in enumerate(FIXTURE_IMAGES):
-        square = np.asarray(processor.image_preprocessor.padded_square(directory / name))
+        square = np.asarray(processor.image_preprocessor.padded_square(official_parity_file(name)))
         assert np.array_equal(square, official[f"padded_square_{index}"].numpy()), name
     prompt = processor.apply_template("Describe the image.", has_image=True)
-    paths = [str(directory / name) for name in FIXTURE_IMAGES]
+    paths = [str(official_parity_file(name)) for name in FIXTURE_IMAGES]
     batch = processor([prompt] * 3, paths, ["Describe the image."] * 3)
     assert batch["pixel_values"].shape == (3, 3, 336, 336) and batch["pixel_values"].dtype == torch.float32
     assert batch["crop_pixel_values"].shape == (3, 4, 3, 336, 336)
