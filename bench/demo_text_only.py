@@ -39,6 +39,7 @@ import torch
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
 from tg_llava_eval.checkpoints.creating import build_tokenizers, config_for_tokenizers
+from tg_llava_eval.conversation import ASSISTANT, USER, Message
 from tg_llava_eval.demo.synthetic.dataset import with_scene_in_words
 from tg_llava_eval.demo.synthetic.questions import (
     KIND_CATEGORIES,
@@ -48,7 +49,6 @@ from tg_llava_eval.demo.synthetic.questions import (
 )
 from tg_llava_eval.demo.synthetic.scenes import sample_scene
 from tg_llava_eval.processing import IGNORE_INDEX, get_template, tokenize_segments
-from tg_llava_eval.processing.conversation import ASSISTANT, USER, Message
 from tg_llava_eval.training.recipe import get_recipe
 from tg_llava_eval.variants import get_variant
 

@@ -52,9 +52,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from tg_llava_eval.conversation import LLAVA_ROLES
 from tg_llava_eval.errors import TGLlavaInputError
 from tg_llava_eval.processing import LabelMismatchError, TGLlavaProcessor
-from tg_llava_eval.processing.conversation import LLAVA_ROLES
 
 logger = logging.getLogger(__name__)
 

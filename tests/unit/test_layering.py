@@ -35,12 +35,13 @@ print("ok")
 @pytest.mark.parametrize(
     "modules, blocked",
     [
-        # the model side never needs the trainer's or the toolkits' packages (DESIGN §2)
+        # the model side never needs the trainer's or the toolkits' packages (docs/architecture.md)
         ("tg_llava_eval.modeling, tg_llava_eval.processing, tg_llava_eval.inference, tg_llava_eval.variants",
          ["deepspeed", "vlmeval", "lmms_eval"]),
         # results and leaderboards are plain pandas; the variant catalogue and the lmms-eval entry
-        # point (loaded by every `import lmms_eval.models`) are plain data
+        # point (loaded by every `import lmms_eval.models`) are plain data, and so are the templates
         ("tg_llava_eval, tg_llava_eval.results, tg_llava_eval.leaderboards, tg_llava_eval.variants, "
+         "tg_llava_eval.conversation, "
          "tg_llava_eval.model_wrappers.lmms_eval_registration", ["torch", "transformers"]),
     ],
 )

@@ -34,6 +34,7 @@ from transformers.models.blip_2.configuration_blip_2 import Blip2QFormerConfig
 from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 from transformers.models.idefics2.configuration_idefics2 import Idefics2PerceiverConfig
 
+from ..conversation import TEMPLATES
 from ..errors import TGLlavaConfigError
 
 #: Projector types understood by :class:`~tg_llava_eval.modeling.TGLlavaProjector`.
@@ -42,8 +43,6 @@ PROJECTOR_TYPES = ("mlp2x_gelu", "linear")
 CROP_SOURCES = ("upsampled", "original")
 #: How the guide tokens' padding is masked (see ``guide_padding`` below).
 GUIDE_PADDING_MODES = ("masked", "official")
-#: The conversation templates the processor implements.
-TEMPLATES = ("plain", "vicuna_v1", "llama_3", "qwen_2", "qwen_2_bare")
 #: Which input each perceiver layer attends to, in the official order (layer 0 text, layer 1 crops).
 PERCEIVER_CONTEXTS = ("guide", "crops")
 
@@ -258,7 +257,7 @@ class TGLlavaConfig(PreTrainedConfig):
                 f"guide_padding={self.guide_padding!r} is not one of {GUIDE_PADDING_MODES}"
             )
         if self.template not in TEMPLATES:
-            raise TGLlavaConfigError(f"template={self.template!r} is not one of {TEMPLATES}")
+            raise TGLlavaConfigError(f"template={self.template!r} is not one of {tuple(TEMPLATES)}")
         if not isinstance(self.crop_grid, int) or self.crop_grid < 1:
             raise TGLlavaConfigError(f"crop_grid must be a positive integer, got {self.crop_grid!r}")
         n_layers = vision.num_hidden_layers
@@ -312,4 +311,4 @@ class TGLlavaConfig(PreTrainedConfig):
                 )
 
 
-__all__ = ["TGLlavaConfig", "PROJECTOR_TYPES", "CROP_SOURCES", "GUIDE_PADDING_MODES", "TEMPLATES"]
+__all__ = ["TGLlavaConfig", "PROJECTOR_TYPES", "CROP_SOURCES", "GUIDE_PADDING_MODES"]

@@ -3,7 +3,7 @@
 :class:`TGLlavaProcessor` is the single implementation of every preprocessing step (docs/processing.md)
 used by training, the inference engine and both evaluation wrappers:
 
-* :mod:`.conversation` — the project's conversation templates (``plain``, ``vicuna_v1``/``v1``,
+* :mod:`tg_llava_eval.conversation` — the project's conversation templates (``plain``, ``vicuna_v1``/``v1``,
   ``llama_3``, ``qwen_2``), byte-identical to the official strings, ``qwen_2_bare`` of the tiny
   presets, and the ``<image>`` rules;
 * :mod:`.image_loading` — robust loading (path / bytes / PIL) with a pre-decode pixel limit;
@@ -39,9 +39,7 @@ sources, why these templates are not the HF chat templates).
 
 from transformers import AutoProcessor
 
-from ..modeling.configuration_tg_llava import TGLlavaConfig
-from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
-from .conversation import (
+from ..conversation import (
     TEMPLATES,
     ConversationTemplate,
     Message,
@@ -51,6 +49,8 @@ from .conversation import (
     move_image_marker_to_front,
     strip_image_markers,
 )
+from ..modeling.configuration_tg_llava import TGLlavaConfig
+from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
 from .guide import GUIDE_PADDING_MODES, inference_guide_text, pad_guides, tokenize_guide, training_guide_text
 from .image_loading import DEFAULT_MAX_IMAGE_PIXELS, ImageInput, load_image
 from .image_processing import (

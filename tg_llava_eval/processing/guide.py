@@ -31,9 +31,9 @@ from collections.abc import Sequence
 
 import torch
 
+from ..conversation import strip_image_markers
 from ..errors import TGLlavaConfigError, TGLlavaInputError
 from ..modeling.configuration_tg_llava import GUIDE_PADDING_MODES  # allowed values of guide_padding
-from .conversation import strip_image_markers
 
 logger = logging.getLogger(__name__)
 

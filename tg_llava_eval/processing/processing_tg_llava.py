@@ -3,7 +3,7 @@
 Training, the inference engine and both evaluation wrappers call this class; none of them
 re-implements a step. It composes the single-job modules of this package:
 
-* :mod:`.conversation` — the project's conversation templates and ``<image>`` marker rules;
+* :mod:`tg_llava_eval.conversation` — the project's conversation templates and ``<image>`` marker rules;
 * :mod:`.image_loading` / :mod:`.image_processing` — robust loading, pad to square, CLIP
   processing and the TG-DP crops;
 * :mod:`.guide` — which text guides the vision side, its CLIP tokenisation (77) and padding;
@@ -59,9 +59,7 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
-from ..errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputError
-from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
-from .conversation import (
+from ..conversation import (
     ASSISTANT,
     TEMPLATES,
     USER,
@@ -74,6 +72,8 @@ from .conversation import (
     move_image_marker_to_front,
     strip_image_markers,
 )
+from ..errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputError
+from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
 from .guide import GUIDE_PADDING_MODES, inference_guide_text, pad_guides, tokenize_guide, training_guide_text
 from .image_loading import DEFAULT_MAX_IMAGE_PIXELS, ImageInput, describe_source
 from .image_processing import IMAGE_PROCESSOR_BACKENDS, ImagePreprocessor, ImageTensors, build_clip_image_processor

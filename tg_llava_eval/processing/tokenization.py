@@ -6,7 +6,7 @@ answers and the separator that ends each of them (``</s>``, ``<|eot_id|>``, ``<|
 on separators and counting tokens of the pieces, with per-template fudge terms (``-2``, ``-1`` per
 round for Llama-3's extra BOS, ...), and silently drops a sample's labels when the count disagrees.
 
-Here the template renders :class:`~.conversation.Segment` s flagged supervised or not, and the
+Here the template renders :class:`~tg_llava_eval.conversation.Segment` s flagged supervised or not, and the
 label boundaries are measured by tokenising each segment **in its context**: the text up to the end
 of segment ``k`` is tokenised and must be an exact prefix of the tokenisation of the whole string;
 its length is the boundary. Tokenising segments in isolation would be wrong for SentencePiece
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..conversation import Segment
 from ..errors import TGLlavaInputError
-from .conversation import Segment
 
 #: Label of tokens that carry no loss (PyTorch's ``CrossEntropyLoss`` default ``ignore_index``).
 IGNORE_INDEX = -100

@@ -52,8 +52,8 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTokenizer, LlamaTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer
 
+from ..conversation import ASSISTANT, USER, Message, get_template
 from ..errors import TGLlavaConfigError
-from .conversation import ASSISTANT, USER, Message, get_template
 
 logger = logging.getLogger(__name__)
 

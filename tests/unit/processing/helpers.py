@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import zlib
 
-TEMPLATE_NAMES = ("plain", "vicuna_v1", "llama_3", "qwen_2")
+from tg_llava_eval.conversation import TEMPLATES
+
+#: The official templates (the golden prompts cover exactly these; qwen_2_bare is ours).
+TEMPLATE_NAMES = tuple(name for name in TEMPLATES if name != "qwen_2_bare")
 #: Small sizes for fast tests (the real model: 336 px, 576 + 64 image tokens).
 SMALL_IMAGE_SIZE = 32
 SMALL_NUM_IMAGE_TOKENS = 5

@@ -1,12 +1,15 @@
 """Conversation templates of TG-LLaVA (``plain``, ``vicuna_v1``/``v1``, ``llama_3``, ``qwen_2``).
 
+Plain data and string code, importing no torch: the config validates its ``template`` against
+:data:`TEMPLATES` and the processor renders with them, so the names have this one home.
+
 These are the project's own templates, reproducing the official ``tg_llava/conversation.py``
-strings byte for byte (golden-tested against ``fixtures/official_parity/prompts_golden.json``).
+strings byte for byte (golden-tested against the official golden prompts, ``tests/data``).
 One more, ``qwen_2_bare``, is ours and not official: ``qwen_2`` without the system turn, the
 template of the ``tiny*`` presets (see :data:`TEMPLATES`).
 They are deliberately **not** the tokenizers' HF chat templates: the official ``qwen_2`` has its own
 system text and no newline after ``<|im_end|>``, ``vicuna_v1`` has no space after ``</s>``, and
-``llama_3`` is the LLaVA-style variant (reference ``tg_llava_architecture.md`` §5).
+``llama_3`` is the LLaVA-style variant (docs/processing.md, "Templates").
 
 A template renders a conversation into :class:`Segment` s — pieces of text flagged as
 *supervised* (an assistant answer plus the token that ends it) or not. Joining the segments gives
@@ -34,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..errors import TGLlavaConfigError, TGLlavaInputError
+from .errors import TGLlavaConfigError, TGLlavaInputError
 
 #: Role names used by templates.
 USER = "user"
