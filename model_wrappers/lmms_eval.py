@@ -70,7 +70,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tg_llava_eval.inference import TGLlavaEngine
-from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings
+from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings, positive_int
 from tg_llava_eval.inference.requests import (
     GenerationRequest,
     GenerationResult,
@@ -155,13 +155,13 @@ class TGLlava(lmms):
                 "pretrained, variant, conv_template, dtype, device, device_map, cache_vision, "
                 "max_length, loglikelihood_as (and lmms-eval's batch_size, max_batch_size, device)"
             )
-        self._batch_size = _positive_int(batch_size, "batch_size")
+        self._batch_size = positive_int(batch_size, "batch_size")
         if max_batch_size is not None:
             logger.debug("max_batch_size=%s ignored: TG-LLaVA uses a fixed batch_size", max_batch_size)
         if not isinstance(cache_vision, bool):
             raise ValueError(f"model_args cache_vision must be true or false, got {cache_vision!r}")
         if max_length is not None:
-            max_length = _positive_int(max_length, "max_length")
+            max_length = positive_int(max_length, "max_length")
         if loglikelihood_as not in LOGLIKELIHOOD_OUTPUTS:
             raise ValueError(
                 f"model_args loglikelihood_as must be one of {LOGLIKELIHOOD_OUTPUTS}, got {loglikelihood_as!r}"
@@ -758,22 +758,6 @@ def _to_lmms_output(result: GenerationResult) -> LmmsGenerationResult:
 def _request_id(task: str, split: str, doc_id: int) -> str:
     """Identifier echoed in error messages: ``task/split doc N``."""
     return f"{task}/{split} doc {doc_id}"
-
-
-def _positive_int(value: Any, name: str) -> int:
-    """Parse a positive integer model/gen arg (lmms-eval may pass ``"4"`` as a string).
-
-    Raises:
-        ValueError: Naming ``name`` and the value.
-    """
-    try:
-        number = int(value)
-        ok = number >= 1 and float(value) == number
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return number
 
 
 def _llm_name(variant: str | None, config: Any) -> str:

@@ -86,8 +86,8 @@ class GenerationSettings:
             raise TGLlavaConfigError(f"{where} until must be a string or a list of strings, got {until!r}")
         max_new_tokens = kwargs.get("max_new_tokens", base.max_new_tokens)
         if max_new_tokens is not None:
-            max_new_tokens = _positive_int(max_new_tokens, f"{where} max_new_tokens")
-        num_beams = _positive_int(kwargs.get("num_beams") or base.num_beams, f"{where} num_beams")
+            max_new_tokens = positive_int(max_new_tokens, f"{where} max_new_tokens")
+        num_beams = positive_int(kwargs.get("num_beams") or base.num_beams, f"{where} num_beams")
         temperature = _number(kwargs.get("temperature", base.temperature) or 0.0, f"{where} temperature")
         top_p = kwargs.get("top_p", base.top_p)
         top_p = None if top_p is None else _number(top_p, f"{where} top_p")
@@ -120,7 +120,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
     """``value`` as a positive int (``3`` or ``"3"``; not ``1.5``, ``True`` or ``0``)."""
     if isinstance(value, str) and value.strip().lstrip("+").isdigit():
         value = int(value)

@@ -320,51 +320,17 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         return model
 
     @classmethod
-    def from_components(
-        cls,
-        vision: str | os.PathLike,
-        llm: str | os.PathLike,
-        *,
-        variant: Any,
-        guide: str | os.PathLike | None = None,
-        tokenizer: Any = None,
-        guide_tokenizer: Any = None,
-        dtype: torch.dtype | str | None = None,
-        seed: int = 0,
-    ) -> TGLlavaForConditionalGeneration:
+    def from_components(cls, vision: str | os.PathLike, llm: str | os.PathLike, **kwargs: Any) -> TGLlavaForConditionalGeneration:
         """Assemble a stage-1 start: pretrained CLIP towers and LLM, fresh TG modules and projector.
 
-        Delegates to :func:`tg_llava_eval.checkpoints.assembling.assemble_model`, which documents the
-        rules (the parts' sizes are checked against the preset, weights load strictly, ``<image>``
-        gets an embedding row, the towers are frozen); the model file itself does no I/O.
-
-        Args:
-            vision: Directory (or hub repo id) of a ``CLIPModel`` or ``CLIPVisionModel`` checkpoint.
-            llm: Directory (or hub repo id) of a causal LM ``AutoModelForCausalLM`` can build.
-            variant: Preset name (``tg_llava_eval.variants``) or a ``Variant``.
-            guide: ``CLIPModel`` / ``CLIPTextModel`` checkpoint of the guide tower; default: the
-                text tower of ``vision`` (which must then be a full ``CLIPModel``).
-            tokenizer: LLM tokenizer object or directory; default: ``llm``'s. ``<image>`` is added
-                to the object in place when missing, so pass the same object to the processor.
-            guide_tokenizer: CLIP tokenizer object or directory; default: the CLIP directory's when
-                it has one.
-            dtype: Dtype of the returned model (``torch.bfloat16`` or ``"bfloat16"``); default fp32.
-            seed: Seed of the TG modules' and projector's initialisation (the global RNG is restored).
-
-        Returns:
-            The model in eval mode (as ``from_pretrained`` returns it).
-
-        Raises:
-            TGLlavaCheckpointError: A missing directory, a wrong kind of checkpoint, missing or
-                unexpected weights, a shape mismatch (the message names the argument/directory).
-            TGLlavaConfigError: A part whose sizes differ from the preset, or a guide tokenizer
-                larger than the guide tower's vocabulary.
+        A delegate of :func:`tg_llava_eval.checkpoints.assembling.assemble_model`, which documents
+        the arguments (``variant``, ``guide``, ``tokenizer``, ``guide_tokenizer``, ``dtype``,
+        ``seed``) and the rules; the model file itself does no I/O.
         """
         # Imported here: checkpoint code builds on this module, never the other way.
         from ..checkpoints.assembling import assemble_model
 
-        return assemble_model(vision, llm, variant=variant, guide=guide, tokenizer=tokenizer,
-                              guide_tokenizer=guide_tokenizer, dtype=dtype, seed=seed, model_class=cls)
+        return assemble_model(vision, llm, model_class=cls, **kwargs)
 
     def freeze_towers(self) -> None:
         """Freeze both CLIP towers, as in both official training stages."""
