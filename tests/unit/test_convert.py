@@ -15,6 +15,7 @@ from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from .modeling.official_fixture import official_key_table, official_keys, official_state_dict
 
 
+@pytest.mark.slow
 def test_every_official_key_is_mapped_or_dropped_with_a_reason():
     keys = [key for key, _, _ in official_keys()]
     result = official_to_hf(official_state_dict("sin"))
@@ -28,6 +29,7 @@ def test_unknown_key_is_an_error_naming_it():
         map_official_key("model.mm_cross_attn.extra_gate")
 
 
+@pytest.mark.slow
 def test_all_zero_mask_refused_unless_allowed():
     state = official_state_dict("sin")
     state["model.mm_cross_attn.zero_layer.weight"] = torch.zeros_like(state["model.mm_cross_attn.zero_layer.weight"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.python_probe import run_python_probe
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY_DIRS = ["tg_llava_eval", "model_wrappers", "training", "results", "leaderboards"]
@@ -28,10 +28,10 @@ for name in BLOCKED:
 import {modules}
 leaked = sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] in BLOCKED)
 assert not leaked, leaked
-print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "modules, blocked",
     [
@@ -46,9 +46,7 @@ print("ok")
     ],
 )
 def test_import_without_forbidden_dependencies(modules, blocked):
-    code = BLOCKER.format(blocked=blocked, modules=modules)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    run_python_probe(BLOCKER.format(blocked=blocked, modules=modules))
 
 
 FORBIDDEN = {
@@ -144,6 +142,7 @@ def _checkpoint_imports(path: Path, package: str) -> list[tuple[int, str | None]
     return found
 
 
+@pytest.mark.slow
 def test_modeling_does_not_import_checkpoint_code():
     """Modeling holds nn.Modules and no I/O: checkpoint code builds on it, never the other way.
 
@@ -159,15 +158,12 @@ def test_modeling_does_not_import_checkpoint_code():
                 where = "at module level" if function is None else f"in {function}()"
                 problems.append(f"{rel}:{line}: imports checkpoint code {where}")
     assert not problems, "\n".join(problems)
-    code = (
+    run_python_probe(
         "import sys\n"
         "import tg_llava_eval.modeling, tg_llava_eval.processing, tg_llava_eval.inference\n"
         f"leaked = sorted(m for m in sys.modules if m.startswith({CHECKPOINTS!r}))\n"
         "assert not leaked, leaked\n"
-        "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def test_the_checkpoint_check_sees_a_modeling_import(tmp_path):

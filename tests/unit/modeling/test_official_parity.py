@@ -21,6 +21,9 @@ from tg_llava_eval.modeling import TGLlavaConfig, TGLlavaForConditionalGeneratio
 
 from .official_fixture import official_state_dict
 
+#: Official-size TG modules (a few seconds each): run by make test, not by make test-quick.
+pytestmark = pytest.mark.slow
+
 # Tolerances from the issue (the fixture README measured ~1e-5 / ~3e-7 for a correct fp32 port).
 ATOL_MASK = 1e-4
 ATOL_REST = 1e-5

@@ -16,6 +16,9 @@ from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
 from tg_llava_eval.demo.synthetic.questions import MCQ_SUFFIX
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 
+#: A few training steps of both parts: run by make test, not by make test-quick.
+pytestmark = pytest.mark.slow
+
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "pretrain_tiny_components.py"
 
 
