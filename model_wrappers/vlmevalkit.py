@@ -37,6 +37,11 @@ What the class does, and deliberately does not do:
 * **Generation** follows VLMEvalKit's LLaVA-1.5 wrapper, which uses one setting for every dataset:
   greedy decoding, ``max_new_tokens=2048``, one beam. A preset (or ``run.py``'s handling of
   VLMEvalKit's ``--max-tokens`` / ``--temperature`` / ``--top-p``) may override them.
+* **Batches, though VLMEvalKit asks row by row.** With ``batch_size > 1`` (default
+  :data:`~.vlmevalkit_batching.DEFAULT_BATCH_SIZE`) a row VLMEvalKit asks for starts a batch with
+  the next rows of this rank's shard, their messages built exactly as VLMEvalKit builds them, and
+  the other answers are handed out as VLMEvalKit asks for them (:mod:`.vlmevalkit_batching`). A bad
+  row in a batch fails alone; ``batch_size=1`` is the per-row path.
 
 Presets (:data:`PRESETS`) carry no weights: the paper variants need a checkpoint directory
 (``run.py --model-path DIR`` or ``"model_path"`` in a ``--config`` entry). ``tg_llava`` accepts any
@@ -48,10 +53,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.metadata
+import hashlib
+import json
 import logging
 import os
-import uuid
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -66,6 +72,16 @@ from vlmeval.vlm.llava.llava import LLaVA
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
 from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings
 from tg_llava_eval.inference.requests import GenerationRequest
+from tg_llava_eval.model_wrappers.vlmevalkit_batching import (
+    DEFAULT_BATCH_SIZE,
+    LookAhead,
+    LoopStats,
+    Outcome,
+    build_row_message,
+    check_batch_size,
+    generate_together,
+)
+from tg_llava_eval.model_wrappers.vlmevalkit_install import VLMEvalKitInstall, locate_vlmevalkit
 from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
 from tg_llava_eval.variants import IDENTITY_FIELDS, VARIANTS, check_variant, get_variant, recognise_variant
 
@@ -76,8 +92,6 @@ CLASS_NAME = "TGLLaVA"
 #: Prefix of every failed row's prediction. It contains VLMEvalKit's ``INFER_FAIL_MSG``
 #: ("Failed to obtain answer"), which its run report counts as an inference failure.
 FAILURE_PREFIX = f"{INFER_FAIL_MSG}: [TG-LLaVA] "
-#: The toolkit distribution whose version goes into run manifests.
-TOOLKIT_DISTRIBUTION = "ms-vlmeval"
 #: Vision-cache capacity in images. It is sized for MMBench, whose circular copies of a question sit
 #: far from the original in the TSV: an LRU smaller than that reuse distance never hits. The engine
 #: keeps entries on the host; at the real sizes one is ~5.9 MB in bf16 (576 patch + 4 x 576 crop
@@ -209,10 +223,12 @@ class TGLLaVA(BaseModel):
             LLaVA-1.5 settings (:data:`LLAVA15_GENERATION`).
         do_sample: LLaVA-1.5's keyword: ``False`` (default) forces greedy decoding whatever the
             temperature; ``True`` samples (at temperature 1 when none is given).
+        batch_size: Rows per model call (look-ahead over this rank's shard, :mod:`.vlmevalkit_batching`);
+            1 = one call per row, as VLMEvalKit asks. Answers do not depend on it.
 
     Raises:
         TGLlavaConfigError: no ``model_path``, a path that is not a checkpoint directory, a
-            checkpoint that is not the requested variant, or invalid decoding settings.
+            checkpoint that is not the requested variant, invalid decoding settings or batch size.
     """
 
     INSTALL_REQ = False
@@ -234,11 +250,12 @@ class TGLLaVA(BaseModel):
         top_p: float | None = LLAVA15_GENERATION.top_p,
         num_beams: int = LLAVA15_GENERATION.num_beams,
         do_sample: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         super().__init__()
         self._reset_state(generation_from_keywords(dict(  # fail fast
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, num_beams=num_beams, do_sample=do_sample,
-        )))
+        )), batch_size=check_batch_size(batch_size))
         if model_path is None:
             raise TGLlavaConfigError(
                 "TG-LLaVA presets ship no weights: give a checkpoint with run.py --model-path DIR "
@@ -257,9 +274,9 @@ class TGLLaVA(BaseModel):
         self.variant = resolve_variant(self.engine.model.config, variant, source=self.model_path)
         self.image_token = self.engine.model.config.image_token
         logger.info(
-            "TG-LLaVA loaded from %s (variant %s, template %s, device %s, vision cache %s, %s)",
+            "TG-LLaVA loaded from %s (variant %s, template %s, device %s, vision cache %s, batch size %d, %s)",
             self.model_path, self.variant or "custom", self.engine.template, self.engine.device,
-            "on" if cache_vision else "off", self.generation,
+            "on" if cache_vision else "off", self.batch_size, self.generation,
         )
 
     @classmethod
@@ -277,9 +294,14 @@ class TGLLaVA(BaseModel):
         self._reset_state(generation_from_keywords(generation))
         return self
 
-    def _reset_state(self, generation: GenerationSettings) -> None:
+    def _reset_state(self, generation: GenerationSettings, batch_size: int = 1) -> None:
         """Per-instance bookkeeping shared by both constructors."""
         self.generation = generation
+        self.batch_size = batch_size
+        # The look-ahead exists only for batch_size > 1; batch_size 1 keeps the per-row path.
+        self._look_ahead = (LookAhead(batch_size, functools.partial(build_row_message, self), self._answer_messages)
+                            if batch_size > 1 else None)
+        self._row_stats = LoopStats(None)  # the per-row path's counters (the look-ahead keeps its own)
         self.engine = None
         self.model_path = None
         self.variant = None
@@ -301,6 +323,11 @@ class TGLLaVA(BaseModel):
         name, kind = getattr(owner, "dataset_name", None), getattr(owner, "TYPE", None)
         if isinstance(name, str) and isinstance(kind, str):
             self._dataset_types[name] = kind
+        # A new dataset's loop starts: the look-ahead walks the owner's rows (this rank's shard).
+        self._pending_failures.clear()
+        self._row_stats = LoopStats(name if isinstance(name, str) else None)
+        if self._look_ahead is not None:
+            self._look_ahead.begin(owner)
 
     def use_custom_prompt(self, dataset: str) -> bool:
         """True for MCQ datasets (LLaVA-1.5's rule), so ``build_prompt`` runs.
@@ -348,9 +375,11 @@ class TGLLaVA(BaseModel):
         """A placeholder message for a row that failed while its prompt was built.
 
         VLMEvalKit calls ``build_prompt`` then ``generate`` for the same row, and ``build_prompt``
-        must return a message; the placeholder's unique key carries the reason over.
+        must return a message; the placeholder's key carries the reason over. The key is derived
+        from the reason (which names the row), so the look-ahead, building the same row's prompt,
+        gets the same placeholder as VLMEvalKit does.
         """
-        key = f"<tg_llava row failure {uuid.uuid4().hex}>"
+        key = f"<tg_llava row failure {hashlib.sha256(reason.encode('utf-8')).hexdigest()}>"
         self._pending_failures[key] = reason
         return [{"type": _TEXT, "value": key}]
 
@@ -358,11 +387,13 @@ class TGLLaVA(BaseModel):
     # Generation
     # ----------------------------------------------------------------------------------------------
     def generate(self, message: Any, dataset: str | None = None) -> str:
-        """VLMEvalKit's entry point, with one check first: every local image file exists.
+        """VLMEvalKit's entry point (once per row): the answer from a look-ahead batch, or the row alone.
 
-        ``BaseModel.generate`` asserts on a missing image path (which would abort the whole
-        dataset); such a row is recorded as failed instead. Each call is logged at DEBUG
-        (``run.py --verbose``), which is how the resume test counts model calls.
+        With ``batch_size > 1`` the answer comes from :class:`~.vlmevalkit_batching.LookAhead` (a
+        batch starting at this row, or one an earlier row started). Either way a local image file
+        that does not exist fails the row (``BaseModel.generate`` would assert on it, aborting the
+        whole dataset). Each call is logged at DEBUG (``run.py --verbose``), which is how the resume
+        test counts model calls, followed by the loop's ``TG-LLaVA timing`` line (the bench reads it).
 
         Args:
             message: Any message form VLMEvalKit accepts (usually a list of ``{type, value}``).
@@ -373,11 +404,101 @@ class TGLLaVA(BaseModel):
         """
         self._calls[dataset] += 1
         logger.debug("TG-LLaVA generate: %s call %d", dataset, self._calls[dataset])
-        if isinstance(message, list):
-            for item in message:
-                if isinstance(item, dict) and item.get("type") == _IMAGE and _is_missing_file(item.get("value")):
-                    return self._fail(f"image file {item.get('value')} does not exist", dataset)
-        return super().generate(message, dataset)
+        if self._look_ahead is not None:
+            answer = self._resolve(self._look_ahead.answer(message, dataset), dataset)
+        else:
+            answer = self._generate_alone(message, dataset)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", self.loop_stats.describe())
+        return answer
+
+    @property
+    def loop_stats(self) -> LoopStats:
+        """Counters and times of the current dataset's loop (``TG-LLaVA timing`` DEBUG lines)."""
+        return self._look_ahead.stats if self._look_ahead is not None else self._row_stats
+
+    def _generate_alone(self, message: Any, dataset: str | None) -> str:
+        """The per-row path (``batch_size=1``): the missing-file check, then ``BaseModel.generate``."""
+        stats = self._row_stats
+        stats.asked += 1
+        missing = _missing_image(message)
+        if missing is not None:
+            return self._fail(missing, dataset)
+        start = time.perf_counter()
+        try:
+            return super().generate(message, dataset)
+        finally:
+            stats.model_s += time.perf_counter() - start
+            stats.batches += 1
+            stats.generated += 1
+
+    def _resolve(self, outcome: Outcome, dataset: str | None) -> str:
+        """The text VLMEvalKit gets for an :class:`Outcome` (a failure is counted and logged now,
+        when VLMEvalKit asks for the row; an exception is raised now)."""
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.failure is not None:
+            return self._fail(outcome.failure, dataset)
+        return outcome.text
+
+    def _answer_messages(self, messages: Sequence[Any], dataset: str | None) -> list[Outcome]:
+        """Answer several rows' messages with one engine call (the look-ahead's ``answer_messages``).
+
+        Each message goes through what the per-row path does before the engine (missing-file check,
+        ``BaseModel.generate``'s checks, a failure deferred by :meth:`build_prompt`,
+        :meth:`build_request`); a row that fails there, or whose request the engine rejects, fails
+        alone, and the others are generated together (:func:`generate_together`).
+
+        Args:
+            messages: VLMEvalKit messages, the asked row's first.
+            dataset: The dataset name.
+
+        Returns:
+            One :class:`Outcome` per message, aligned.
+        """
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        pending: list[tuple[int, GenerationRequest]] = []
+        for slot, message in enumerate(messages):
+            try:
+                prepared = self._prepare_message(message, dataset)
+            except Exception as err:  # noqa: BLE001 - the per-row path raises it; so does _resolve
+                outcomes[slot] = Outcome(error=err)
+                continue
+            if isinstance(prepared, GenerationRequest):
+                pending.append((slot, prepared))
+            else:
+                outcomes[slot] = Outcome(failure=prepared)
+        results = generate_together(self._engine(), [request for _, request in pending]) if pending else []
+        for (slot, _), result in zip(pending, results):
+            if isinstance(result, BaseException):
+                outcomes[slot] = Outcome(error=result)
+            elif result.error is not None:
+                outcomes[slot] = Outcome(failure=result.error)
+            else:
+                outcomes[slot] = Outcome(text=result.text)
+        return outcomes  # type: ignore[return-value]
+
+    def _prepare_message(self, message: Any, dataset: str | None) -> GenerationRequest | str:
+        """The engine request of one message, or the reason its row fails (the per-row path's steps).
+
+        Raises:
+            AssertionError: VLMEvalKit's own checks of the message (``BaseModel.generate``).
+        """
+        missing = _missing_image(message)
+        if missing is not None:
+            return missing
+        # BaseModel.generate's checks and preprocessing, without its call of generate_inner.
+        assert self.check_content(message) in ["str", "dict", "liststr", "listdict"], f"Invalid input type: {message}"
+        message = self.preproc_content(message)
+        assert message is not None and self.check_content(message) == "listdict"
+        for item in message:
+            assert item["type"] in self.allowed_types, f"Invalid input type: {item['type']}"
+        if len(message) == 1 and message[0].get("value") in self._pending_failures:
+            return self._pending_failures[message[0]["value"]]
+        try:
+            return self.build_request(message, dataset)
+        except TGLlavaInputError as err:
+            return str(err)
 
     def generate_inner(self, message: list[dict[str, str]], dataset: str | None = None) -> str:
         """Answer one row.
@@ -539,6 +660,18 @@ def _request_id(dataset: str | None, images: Sequence[str]) -> str:
     return f"{name}/{Path(images[0]).name}" if images else name
 
 
+def _missing_image(message: Any) -> str | None:
+    """The failure reason of a message that names a local image file that does not exist, else ``None``.
+
+    ``BaseModel.generate`` would assert on it (aborting the whole dataset); the row fails instead.
+    """
+    if isinstance(message, list):
+        for item in message:
+            if isinstance(item, dict) and item.get("type") == _IMAGE and _is_missing_file(item.get("value")):
+                return f"image file {item.get('value')} does not exist"
+    return None
+
+
 def _is_missing_file(value: Any) -> bool:
     """True for a local image path that does not exist (data URIs and URLs are not local files)."""
     return isinstance(value, str) and not value.startswith(_NON_FILE_IMAGE_PREFIXES) and not os.path.exists(value)
@@ -579,7 +712,8 @@ def _is_ours(factory: Any) -> bool:
 
 
 def bind_presets(*, model_path: str | os.PathLike | None = None, variant: str | None = None,
-                 generation: Mapping[str, Any] | None = None, names: Sequence[str] | None = None) -> None:
+                 generation: Mapping[str, Any] | None = None, names: Sequence[str] | None = None,
+                 batch_size: int | None = None) -> None:
     """Point registered presets at a checkpoint and/or override their keywords, in place.
 
     ``run.py`` calls this with its ``--model-path``/``--variant`` and VLMEvalKit's generation flags.
@@ -593,9 +727,11 @@ def bind_presets(*, model_path: str | os.PathLike | None = None, variant: str | 
             run actually uses.
         generation: Extra :class:`TGLLaVA` keywords (``max_new_tokens``, ``temperature``, ...).
         names: Limit to these presets (default all).
+        batch_size: Rows per model call for every preset (``run.py --batch-size``); ``None`` = the
+            preset's default (:data:`~.vlmevalkit_batching.DEFAULT_BATCH_SIZE`).
 
     Raises:
-        TGLlavaConfigError: :func:`register` has not been called.
+        TGLlavaConfigError: :func:`register` has not been called, or a bad ``batch_size``.
     """
     import vlmeval.config
 
@@ -611,6 +747,8 @@ def bind_presets(*, model_path: str | os.PathLike | None = None, variant: str | 
         if variant is not None and preset.variant is None:
             keywords["variant"] = variant
         keywords.update(generation or {})
+        if batch_size is not None:
+            keywords["batch_size"] = check_batch_size(batch_size, where="--batch-size")
         supported[preset.name] = functools.partial(TGLLaVA, **keywords)
 
 
@@ -635,7 +773,8 @@ def check_variant_request(model_names: Sequence[str], variant: str | None) -> No
 # --------------------------------------------------------------------------------------------------
 # Run manifest
 # --------------------------------------------------------------------------------------------------
-def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str | None, llm: str | None) -> RunManifest:
+def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str | None, llm: str | None,
+                 batch_size: int | None = None, toolkit: VLMEvalKitInstall | None = None) -> RunManifest:
     """The run manifest ``run.py`` writes as ``<work_dir>/<model_name>/tg_llava_run.json``.
 
     The results helper reads it to label the score files of that folder.
@@ -646,21 +785,29 @@ def run_manifest(model_name: str, *, checkpoint: str | os.PathLike, variant: str
         variant: Variant name, or ``None`` for a custom checkpoint.
         llm: The variant's LLM (``Variant.llm``, e.g. ``Qwen2-7B-Instruct``), or the checkpoint's
             ``text_config.model_type`` for a custom checkpoint.
+        batch_size: Rows per model call of the run (:func:`run_batch_sizes`).
+        toolkit: The VLMEvalKit of the run (default: the one this process finds); its distribution,
+            version and checkout commit go into the manifest.
 
     Returns:
         The manifest (:func:`tg_llava_eval.results.manifest.build_run_manifest`).
     """
+    toolkit = toolkit or locate_vlmevalkit()
     return build_run_manifest(
         toolkit="vlmevalkit",
-        toolkit_version=importlib.metadata.version(TOOLKIT_DISTRIBUTION),
+        toolkit_version=toolkit.version,
+        toolkit_distribution=toolkit.distribution,
+        toolkit_commit=toolkit.commit,
         model_name=model_name,
         variant=variant,
         llm=llm,
         checkpoint=str(Path(checkpoint).resolve()),
+        batch_size=batch_size,
     )
 
 
-def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant: str | None) -> RunManifest:
+def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant: str | None, *,
+                        batch_size: int | None = None, toolkit: VLMEvalKitInstall | None = None) -> RunManifest:
     """:func:`run_manifest` for a checkpoint directory, its variant checked or recognised from its config.
 
     Reads only ``config.json`` (no weights), so ``run.py`` can refuse a wrong ``--variant`` before
@@ -670,6 +817,8 @@ def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant:
         model_name: VLMEvalKit model name.
         model_path: Checkpoint directory.
         variant: The preset's or the user's variant, or ``None`` to recognise it.
+        batch_size: Rows per model call of the run, recorded in the manifest.
+        toolkit: The VLMEvalKit of the run (see :func:`run_manifest`).
 
     Returns:
         The manifest.
@@ -684,4 +833,39 @@ def checkpoint_manifest(model_name: str, model_path: str | os.PathLike, variant:
     config = TGLlavaConfig.from_pretrained(str(model_path))
     resolved = resolve_variant(config, variant, source=str(model_path))
     llm = get_variant(resolved).llm if resolved is not None else config.text_config.model_type
-    return run_manifest(model_name, checkpoint=model_path, variant=resolved, llm=llm)
+    return run_manifest(model_name, checkpoint=model_path, variant=resolved, llm=llm, batch_size=batch_size,
+                        toolkit=toolkit)
+
+
+def run_batch_sizes(model_names: Sequence[str], config_path: str | os.PathLike | None,
+                    flag: int | None) -> dict[str, int]:
+    """The batch size each of our models of a run will use, for its manifest (checked before the run).
+
+    The rule :class:`TGLLaVA` follows: a ``--config`` entry's own ``batch_size`` wins; otherwise a
+    preset gets ``run.py --batch-size`` (:func:`bind_presets`), and a ``"class": "TGLLaVA"`` entry,
+    which carries its own keywords, the default.
+
+    Args:
+        model_names: Our models of the run (``--model`` values or ``--config`` keys).
+        config_path: The ``--config`` JSON, if any.
+        flag: The ``--batch-size`` value, if given.
+
+    Returns:
+        ``{model name: batch size}``.
+
+    Raises:
+        TGLlavaConfigError: a bad flag or entry value (naming it).
+    """
+    if flag is not None:
+        check_batch_size(flag, where="--batch-size")
+    entries = json.loads(Path(config_path).read_text()).get("model", {}) if config_path is not None else {}
+    sizes = {}
+    for name in model_names:
+        entry = entries.get(name, {})
+        if "batch_size" in entry:
+            sizes[name] = check_batch_size(entry["batch_size"], where=f"--config entry {name!r}")
+        elif "class" not in entry and flag is not None:
+            sizes[name] = flag
+        else:
+            sizes[name] = DEFAULT_BATCH_SIZE
+    return sizes

@@ -4,7 +4,8 @@ This module is the program behind the repository's ``run.py`` (a shim) and the c
 ``tg-llava-vlmeval`` (what a wheel install has); ``python -m tg_llava_eval.model_wrappers.vlmevalkit_run``
 works too. Docs: docs/vlmevalkit.md.
 
-Usage (every VLMEvalKit flag works as in VLMEvalKit; two flags are ours; ``tg-llava-vlmeval`` or
+Usage (every VLMEvalKit flag works as in VLMEvalKit; ``--model-path``, ``--variant``,
+``--batch-size`` and ``--vlmevalkit-run`` are ours; ``tg-llava-vlmeval`` or
 ``python -m tg_llava_eval.model_wrappers.vlmevalkit_run`` in place of ``python run.py``)::
 
     python run.py --model TG-LLaVA-Qwen2-7B --model-path ckpts/tg-qwen2 --data MMBench_DEV_EN MME
@@ -12,11 +13,14 @@ Usage (every VLMEvalKit flag works as in VLMEvalKit; two flags are ours; ``tg-ll
     python run.py --config my_eval.json --model-path DIR            # presets named in the JSON get DIR
     torchrun --nproc-per-node 8 run.py --model TG-LLaVA-Vicuna-13B --model-path DIR --data MME
 
-What this script adds around ``vlmeval.run.main()`` (ms-vlmeval 0.0.20; VLMEvalKit itself is not
-modified):
+VLMEvalKit's runner comes in two layouts (:mod:`.vlmevalkit_install`): PyPI's ms-vlmeval has the
+module ``vlmeval.run``; a git checkout (distribution ``vlmeval``) has the repository's ``run.py``
+beside its ``vlmeval/`` package. Either is found (or named with ``--vlmevalkit-run`` /
+``$TG_LLAVA_VLMEVALKIT_RUN``) before anything heavy is imported, and its ``main()`` is called the
+same way. What this script adds around that ``main()`` (VLMEvalKit itself is not modified):
 
-1. ``--model-path DIR`` and ``--variant NAME`` are ours: they are removed from the argument list and
-   bound to our presets (``tg_llava_eval.model_wrappers.vlmevalkit.PRESETS``) in
+1. ``--model-path DIR``, ``--variant NAME`` and ``--batch-size N`` are ours: they are removed from
+   the argument list and bound to our presets (``tg_llava_eval.model_wrappers.vlmevalkit.PRESETS``) in
    ``vlmeval.config.supported_VLM``, which :func:`register` fills in place. A preset with no
    checkpoint, or a checkpoint that is not the preset's variant, is refused here with exit status
    2 — VLMEvalKit would only log it per dataset and exit 0.
@@ -24,7 +28,8 @@ modified):
    by VLMEvalKit for API models) are honoured by our presets when given; they stay in the
    argument list. Without them the presets decode like VLMEvalKit's LLaVA-1.5 wrapper.
 3. A run manifest ``<work-dir>/<model>/tg_llava_run.json`` (schema ``tg_llava_run/1``: variant, LLM,
-   checkpoint, toolkit and package versions) is written for each of our models before the run.
+   checkpoint, the VLMEvalKit distribution, version and checkout commit, our version) is written
+   for each of our models before the run.
 4. After the run, the number of failed rows of each prediction file is logged (a failed row's
    prediction starts with ``Failed to obtain answer: [TG-LLaVA]``).
 5. ``torchrun`` data parallelism: on GPUs VLMEvalKit does everything (one GPU per rank through
@@ -34,10 +39,12 @@ modified):
    ``WORLD_SIZE=1`` in the environment (the runner reads it once, at import), so the runner does
    not start NCCL while VLMEvalKit's inference still shards rows by ``RANK``/``WORLD_SIZE`` and
    synchronises over the gloo group. The environment is restored right after that import. (The
-   status.json of such a run records ``world_size`` 1.)
+   status.json of such a run records ``world_size`` 1.) All ranks take rank 0's run id
+   (:func:`agree_on_run_id`), so a checkout's runner writes every shard into one ``T<time>/``
+   run folder.
 
 Exit status: VLMEvalKit's (0 even when a dataset failed: read the log or ``status.json``), or 2
-for a bad use of our flags.
+for a bad use of our flags or no VLMEvalKit to run.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from tg_llava_eval.errors import TGLlavaError
+from tg_llava_eval.model_wrappers.vlmevalkit_install import RUNNER_ENV, VLMEvalKitInstall, import_runner, locate_vlmevalkit
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +85,13 @@ def build_parser(presets: Sequence = ()) -> argparse.ArgumentParser:
                         help="TG-LLaVA checkpoint directory for our presets (tg_llava, TG-LLaVA-Qwen2-7B, ...)")
     parser.add_argument("--variant", default=None,
                         help="variant of that checkpoint for the generic tg_llava preset (default: recognised from its config)")
+    parser.add_argument("--vlmevalkit-run", default=None, metavar="PATH",
+                        help=f"a VLMEvalKit git checkout's run.py (or the checkout folder) to run; default ${RUNNER_ENV}, "
+                             "else vlmeval/run.py (PyPI's ms-vlmeval), else the run.py beside the installed vlmeval package")
+    from tg_llava_eval.model_wrappers.vlmevalkit_batching import DEFAULT_BATCH_SIZE
+
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"rows per model call for our presets (default {DEFAULT_BATCH_SIZE}); 1 = one call per row")
     return parser
 
 
@@ -141,11 +158,12 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("tg_llava_eval").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def import_toolkit_runner():
-    """Import ``vlmeval.run`` (see the module docstring, point 5, for torchrun without GPUs).
+def import_toolkit_runner(install: VLMEvalKitInstall):
+    """Import VLMEvalKit's runner of either layout (see the module docstring, point 5, for torchrun
+    without GPUs).
 
     Returns:
-        ``(vlmeval.run module, owns_process_group)``.
+        ``(runner module, owns_process_group)``.
     """
     import torch
 
@@ -153,20 +171,38 @@ def import_toolkit_runner():
     # device_count() asks NVML and does not initialise CUDA, so VLMEvalKit can still narrow
     # CUDA_VISIBLE_DEVICES per rank when it is imported below.
     if world_size <= 1 or torch.cuda.device_count() > 0:
-        import vlmeval.run
-
-        return vlmeval.run, False
+        return import_runner(install), False
     import torch.distributed as dist
 
     os.environ["WORLD_SIZE"] = "1"
     try:
-        import vlmeval.run
+        runner = import_runner(install)
     finally:
         os.environ["WORLD_SIZE"] = str(world_size)
     timeout = datetime.timedelta(seconds=int(os.environ.get("DIST_TIMEOUT", 3600)))
     dist.init_process_group(backend="gloo", timeout=timeout)
     logger.info("no CUDA device: rank %d of %d synchronises over a gloo process group", dist.get_rank(), world_size)
-    return vlmeval.run, True
+    return runner, True
+
+
+def agree_on_run_id(runner) -> str:
+    """Give every rank rank 0's run id (VLMEvalKit's ``build_eval_id()``, ``T<date>-<time>``).
+
+    The checkout's runner names its output folder ``<work-dir>/<model>/<run id>/`` after the
+    second it starts; with a process group of its own it broadcasts rank 0's id, but under our
+    gloo group (CPU torchrun) it sees ``WORLD_SIZE=1`` and each rank would take its own clock, so
+    ranks that start in different seconds write to different folders and rank 0 finds no shards.
+    Here rank 0's id is broadcast over our group and bound as the runner's ``build_eval_id`` (the
+    one name of VLMEvalKit's we rebind, in our process only, and only when we own the group).
+    PyPI's runner writes no run folder; it gets the same id for its ``status.json``.
+    """
+    import torch.distributed as dist
+
+    holder = [runner.build_eval_id() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(holder, src=0)
+    run_id = holder[0]
+    runner.build_eval_id = lambda: run_id
+    return run_id
 
 
 def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wrapper) -> dict[str, tuple[str | None, str | None]]:
@@ -241,8 +277,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     toolkit, _ = _toolkit_flags_parser().parse_known_args(rest)
     configure_logging(toolkit.verbose)
 
-    runner, owns_process_group = import_toolkit_runner()
-    from tg_llava_eval.errors import TGLlavaError
+    try:
+        install = locate_vlmevalkit(ours.vlmevalkit_run)
+    except TGLlavaError as err:
+        logger.error("%s", err)
+        return 2
+    logger.info("VLMEvalKit: %s", install.describe())
+    try:
+        runner, owns_process_group = import_toolkit_runner(install)
+    except ModuleNotFoundError as err:
+        logger.error("VLMEvalKit (%s) cannot be imported: %s. Install what it needs (a git checkout's "
+                     "requirements miss some: docs/install.md, \"VLMEvalKit from git\")", install.describe(), err)
+        return 2
+    if owns_process_group:
+        agree_on_run_id(runner)
     from tg_llava_eval.model_wrappers import vlmevalkit as wrapper
 
     wrapper.register()
@@ -253,11 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = {} if toolkit.help else _our_model_entries(toolkit, ours, wrapper)
         wrapper.check_variant_request(list(entries), ours.variant)
         wrapper.generation_from_keywords(generation_overrides(toolkit))  # bad decoding flags fail here
-        manifests = {name: wrapper.checkpoint_manifest(name, path, variant) for name, (path, variant) in entries.items()}
+        batch_sizes = wrapper.run_batch_sizes(list(entries), toolkit.config, ours.batch_size)
+        manifests = {name: wrapper.checkpoint_manifest(name, path, variant, batch_size=batch_sizes[name], toolkit=install)
+                     for name, (path, variant) in entries.items()}
     except (TGLlavaError, KeyError, OSError, json.JSONDecodeError) as err:
         logger.error("%s", err)
         return 2
-    wrapper.bind_presets(model_path=ours.model_path, variant=ours.variant, generation=generation_overrides(toolkit))
+    wrapper.bind_presets(model_path=ours.model_path, variant=ours.variant, generation=generation_overrides(toolkit),
+                         batch_size=ours.batch_size)
     if int(os.environ.get("RANK", "0")) == 0:
         from tg_llava_eval.results.manifest import write_run_manifest
 
@@ -266,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sys.argv = [sys.argv[0]] + rest  # VLMEvalKit's parse_args() reads sys.argv
     try:
+        runner.load_env()  # what both layouts' `python run.py` does first: API keys from VLMEvalKit's .env
         runner.main()
     finally:
         if owns_process_group:

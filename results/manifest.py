@@ -11,6 +11,8 @@ Schema ``tg_llava_run/1``::
       "variant": "tg-llava-qwen2-7b",         # required key; null for a custom checkpoint
       "toolkit": "vlmevalkit",                # "vlmevalkit" | "lmms-eval"
       "toolkit_version": "0.0.20",            # the toolkit distribution's version
+      "toolkit_distribution": "ms-vlmeval",   # optional: which distribution ("ms-vlmeval", "vlmeval", "lmms_eval")
+      "toolkit_commit": "e8e78f05f308...",    # optional: the git commit of a toolkit checkout
       "model_name": "TG-LLaVA-Qwen2-7B",      # the toolkit-side model name
       "llm": "Qwen2-7B-Instruct",             # LLM display name or model_type; may be null
       "checkpoint": "/abs/path/ckpts/tg-qwen2",
@@ -18,6 +20,7 @@ Schema ``tg_llava_run/1``::
       "created": "2026-01-12T18:00:00+00:00", # ISO-8601
       "method": "TG-LLaVA",                   # optional (custom variants only)
       "switches": {"text_guided_mask": true, "detail_perceiver": true},  # optional (ablations)
+      "batch_size": 8,                        # optional: rows per model call of the run
       "extra": {}                             # optional, free-form
     }
 
@@ -60,10 +63,11 @@ class RunManifest:
 
     Attributes:
         variant: Project variant id, ``""`` when the writer had none (JSON ``null``).
-        toolkit, toolkit_version, model_name, llm, checkpoint, tg_llava_eval_version, created:
-            Run facts as written (``""`` when absent or null).
+        toolkit, toolkit_version, toolkit_distribution, toolkit_commit, model_name, llm, checkpoint,
+        tg_llava_eval_version, created: Run facts as written (``""`` when absent or null).
         method: Optional method label for variants outside the variant table.
         switches: Optional ablation switches ``{name: bool}`` (names from :data:`SWITCH_NAMES`).
+        batch_size: Optional rows per model call of the run (answers do not depend on it).
         extra: Free-form mapping, plus any key the schema does not know.
         schema: Always :data:`SCHEMA`.
     """
@@ -71,6 +75,8 @@ class RunManifest:
     variant: str
     toolkit: str = ""
     toolkit_version: str = ""
+    toolkit_distribution: str = ""
+    toolkit_commit: str = ""
     model_name: str = ""
     llm: str = ""
     checkpoint: str = ""
@@ -80,6 +86,13 @@ class RunManifest:
     switches: Mapping[str, bool] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
+    batch_size: int | None = None
+
+    def toolkit_release(self) -> str:
+        """The toolkit release as records name it: ``ms-vlmeval 0.0.20``, ``vlmeval 0.1.0 (git e8e78f05)``;
+        the bare version for a manifest that names no distribution (written before the field existed)."""
+        release = f"{self.toolkit_distribution} {self.toolkit_version}".strip() if self.toolkit_distribution else self.toolkit_version
+        return f"{release} (git {self.toolkit_commit[:8]})" if self.toolkit_commit else release
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``variant: null`` when empty; other empty optional fields left out)."""
@@ -90,9 +103,10 @@ class RunManifest:
 
 
 _STRING_FIELDS = (
-    "toolkit", "toolkit_version", "model_name", "llm", "checkpoint", "tg_llava_eval_version", "created", "method",
+    "toolkit", "toolkit_version", "toolkit_distribution", "toolkit_commit", "model_name", "llm", "checkpoint",
+    "tg_llava_eval_version", "created", "method",
 )
-_KNOWN_FIELDS = set(_STRING_FIELDS) | {"schema", "variant", "switches", "extra"}
+_KNOWN_FIELDS = set(_STRING_FIELDS) | {"schema", "variant", "switches", "extra", "batch_size"}
 
 
 def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
@@ -121,6 +135,9 @@ def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
     switches = data.get("switches") or {}
     if not isinstance(switches, dict) or any(k not in SWITCH_NAMES or not isinstance(v, bool) for k, v in switches.items()):
         raise ResultFileError(source, f"'switches' must map {list(SWITCH_NAMES)} to true/false, got {switches!r}")
+    batch_size = data.get("batch_size")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ResultFileError(source, f"'batch_size' must be a positive integer or null, got {batch_size!r}")
     extra = data.get("extra") or {}
     if not isinstance(extra, dict):
         raise ResultFileError(source, f"'extra' must be a JSON object, got {extra!r}")
@@ -133,6 +150,7 @@ def parse_run_manifest(data: Any, source: str | Path) -> RunManifest:
         **{name: data.get(name) or "" for name in _STRING_FIELDS},
         switches=dict(switches),
         extra=dict(extra),
+        batch_size=batch_size,
     )
 
 
@@ -145,6 +163,9 @@ def build_run_manifest(
     llm: str | None,
     checkpoint: str,
     switches: Mapping[str, bool] | None = None,
+    batch_size: int | None = None,
+    toolkit_distribution: str | None = None,
+    toolkit_commit: str | None = None,
 ) -> RunManifest:
     """The manifest an evaluation wrapper writes for one model's outputs (both toolkits, ``run.py``).
 
@@ -156,6 +177,10 @@ def build_run_manifest(
         llm: The variant's LLM (``Variant.llm``), or the checkpoint's ``text_config.model_type``.
         checkpoint: The checkpoint evaluated (an absolute path, or a hub id).
         switches: The checkpoint's TG switches (:data:`SWITCH_NAMES`), where the writer knows them.
+        batch_size: Rows per model call, where the writer batches (the VLMEvalKit runner).
+        toolkit_distribution: The distribution that provides the toolkit (VLMEvalKit comes as
+            ``ms-vlmeval`` from PyPI or as ``vlmeval`` from a git checkout).
+        toolkit_commit: The toolkit checkout's git commit, when it is one.
 
     Returns:
         The manifest, stamped with this package's version and the time (UTC, seconds).
@@ -171,12 +196,15 @@ def build_run_manifest(
         variant=variant or "",
         toolkit=toolkit,
         toolkit_version=toolkit_version,
+        toolkit_distribution=toolkit_distribution or "",
+        toolkit_commit=toolkit_commit or "",
         model_name=model_name,
         llm=llm or "",
         checkpoint=checkpoint,
         tg_llava_eval_version=tg_llava_eval.__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         switches=dict(switches or {}),
+        batch_size=batch_size,
     )
     parse_run_manifest(manifest.to_dict(), MANIFEST_NAME)  # the reader's rules
     return manifest

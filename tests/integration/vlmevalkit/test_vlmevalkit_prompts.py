@@ -256,9 +256,9 @@ def test_presets_name_known_variants():
 def test_manifest_schema(tmp_path):
     manifest = wrapper.run_manifest("tg_llava", checkpoint=tmp_path, variant="tiny", llm="tiny-Qwen2").to_dict()
     assert manifest["schema"] == "tg_llava_run/1" and manifest["toolkit"] == "vlmevalkit"
-    assert manifest["toolkit_version"] == "0.0.20"
-    assert set(manifest) == {"schema", "toolkit", "toolkit_version", "model_name", "variant", "llm", "checkpoint",
-                             "tg_llava_eval_version", "created"}
+    assert (manifest["toolkit_distribution"], manifest["toolkit_version"]) == ("ms-vlmeval", "0.0.20")
+    assert set(manifest) == {"schema", "toolkit", "toolkit_version", "toolkit_distribution", "model_name", "variant",
+                             "llm", "checkpoint", "tg_llava_eval_version", "created"}
     assert manifest["checkpoint"] == str(tmp_path.resolve())
 
 

@@ -2,18 +2,22 @@
 
 Every run is a subprocess (``python run.py ...`` or ``torchrun ... run.py ...``) on tiny local
 datasets in a fresh ``$LMUData``; assertions read the files VLMEvalKit writes (it exits 0 even
-when a dataset fails). Runs, shared by the tests of this module:
+when a dataset fails). Each test runs on both VLMEvalKit layouts (``vlmevalkit_layouts.py``: PyPI's
+ms-vlmeval and an upstream git checkout). Runs, shared by the tests of this module:
 
 * MCQ via ``--data`` (+ two tables of bad rows) — one process;
 * Y/N and VQA via ``--config`` — one process, a preset entry and a ``"class": "TGLLaVA"`` entry;
 * resume: a run killed after VLMEvalKit's first checkpoint dump, then run again;
-* data parallel: ``torchrun --nproc-per-node 2`` on CPU, compared with the single-process run.
+* data parallel: ``torchrun --nproc-per-node 2`` on CPU, rank 1 held back past a second boundary,
+  compared with the single-process run;
+* the MCQ run of both layouts compared with each other.
 
 Decoding is cut to 4 new tokens with VLMEvalKit's ``--max-tokens`` (a random model rarely stops).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -30,6 +34,8 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("vlmeval")
+
+from vlmevalkit_layouts import LAYOUTS  # noqa: E402
 
 from tg_llava_eval.model_wrappers import vlmevalkit as wrapper  # noqa: E402
 
@@ -59,12 +65,30 @@ def lmu_data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def toolkit_env(lmu_data) -> dict[str, str]:
+def base_env(lmu_data: Path) -> dict[str, str]:
+    """The environment of a toolkit run on the package layout (ms-vlmeval)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MMEVAL_ROOT", "OPENAI_API_KEY", "WORLD_SIZE", "RANK")}
     env.update(LMUData=str(lmu_data), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false")
     return env
+
+
+def layout_env(layout: str, lmu_data: Path, request) -> dict[str, str]:
+    """:func:`base_env`, plus what makes ``import vlmeval`` load the upstream checkout for ``checkout``."""
+    env = base_env(lmu_data)
+    if layout == "checkout":
+        env.update(request.getfixturevalue("vlmevalkit_checkout").env)
+    return env
+
+
+@pytest.fixture(scope="module", params=LAYOUTS)
+def layout(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def toolkit_env(layout, lmu_data, request) -> dict[str, str]:
+    return layout_env(layout, lmu_data, request)
 
 
 def _run(args, env, cwd, launcher=(sys.executable, str(RUN_PY))) -> subprocess.CompletedProcess:
@@ -84,16 +108,33 @@ def _status(work_dir: Path, model: str = MODEL) -> dict:
     return json.loads((work_dir / model / "status.json").read_text())
 
 
+#: The MCQ run of each layout, made once (the cross-layout test compares both).
+_MCQ_RUNS: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
+
+
+def _mcq_run(layout: str, tmp_path_factory, tiny_checkpoint, env) -> tuple[Path, subprocess.CompletedProcess]:
+    if layout not in _MCQ_RUNS:
+        work = tmp_path_factory.mktemp(f"work_mcq_{layout}")
+        result = _run(["--model", MODEL, "--model-path", tiny_checkpoint, "--judge", "exact_matching", *MAX_TOKENS,
+                       "--data", tiny.MCQ_NAME, tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME, "--work-dir", work], env, work)
+        _MCQ_RUNS[layout] = work, result
+    return _MCQ_RUNS[layout]
+
+
 @pytest.fixture(scope="module")
-def mcq_run(tmp_path_factory, tiny_checkpoint, toolkit_env):
-    work = tmp_path_factory.mktemp("work_mcq")
-    result = _run(["--model", MODEL, "--model-path", tiny_checkpoint, "--judge", "exact_matching", *MAX_TOKENS,
-                   "--data", tiny.MCQ_NAME, tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME, "--work-dir", work],
-                  toolkit_env, work)
-    return work, result
+def mcq_run(layout, tmp_path_factory, tiny_checkpoint, toolkit_env):
+    return _mcq_run(layout, tmp_path_factory, tiny_checkpoint, toolkit_env)
 
 
-def test_mcq_via_data(mcq_run, lmu_data, tiny_checkpoint):
+def _expected_toolkit(layout: str, request) -> dict[str, str]:
+    """The manifest's toolkit fields a run of ``layout`` must write."""
+    if layout == "package":
+        return {"toolkit_distribution": "ms-vlmeval", "toolkit_version": importlib.metadata.version("ms-vlmeval")}
+    checkout = request.getfixturevalue("vlmevalkit_checkout")
+    return {"toolkit_distribution": "vlmeval", "toolkit_version": checkout.version, "toolkit_commit": checkout.commit}
+
+
+def test_mcq_via_data(mcq_run, layout, lmu_data, tiny_checkpoint, request):
     work, result = mcq_run
     truth = pd.read_csv(lmu_data / f"{tiny.MCQ_NAME}.tsv", sep="\t")
     predictions = _predictions(work, tiny.MCQ_NAME)
@@ -106,7 +147,32 @@ def test_mcq_via_data(mcq_run, lmu_data, tiny_checkpoint):
     assert manifest["schema"] == "tg_llava_run/1" and manifest["model_name"] == MODEL
     assert (manifest["variant"], manifest["llm"]) == ("tiny", "tiny-Qwen2")
     assert manifest["checkpoint"] == str(Path(tiny_checkpoint).resolve())
+    expected = _expected_toolkit(layout, request)
+    assert {key: manifest.get(key) for key in expected} == expected
+    assert "toolkit_commit" in expected or "toolkit_commit" not in manifest
     assert f"{MODEL} x {tiny.MCQ_NAME}: 0 of {len(truth)} rows failed" in result.log
+
+
+def test_both_layouts_give_the_same_predictions_and_scores(tmp_path_factory, tiny_checkpoint, lmu_data, request):
+    """The same checkpoint and data through ms-vlmeval and through an upstream checkout: the same
+    predictions and scores, and ``collect`` names each run's toolkit release."""
+    from tg_llava_eval.results import ParseContext, collect
+
+    runs = {layout: _mcq_run(layout, tmp_path_factory, tiny_checkpoint, layout_env(layout, lmu_data, request))
+            for layout in LAYOUTS}
+    for dataset in (tiny.MCQ_NAME, tiny.BAD_ROWS_NAME, tiny.BAD_PATHS_NAME):
+        package, checkout = (_predictions(runs[layout][0], dataset).set_index("index")["prediction"] for layout in LAYOUTS)
+        assert package.to_dict() == checkout.to_dict(), dataset
+        package, checkout = (pd.read_csv(runs[layout][0] / MODEL / f"{MODEL}_{dataset}_acc.csv") for layout in LAYOUTS)
+        pd.testing.assert_frame_equal(package, checkout)
+    releases = {}
+    for layout in LAYOUTS:
+        records = collect([runs[layout][0]], ParseContext()).records
+        assert {r.dataset for r in records} >= {tiny.MCQ_NAME}, records
+        releases[layout] = {r.toolkit_version for r in records}
+    checkout = request.getfixturevalue("vlmevalkit_checkout")
+    assert releases == {"package": {f"ms-vlmeval {importlib.metadata.version('ms-vlmeval')}"},
+                        "checkout": {f"vlmeval {checkout.version} (git {checkout.commit[:8]})"}}
 
 
 def test_bad_rows_are_recorded_and_counted(mcq_run):
@@ -183,12 +249,16 @@ def _kill_after_a_complete_dump(process: subprocess.Popen, dump: Path) -> dict:
     VLMEvalKit writes its partial-results pickle in place (``pickle.dump(data, open(path, "wb"))``),
     so the file exists empty or half-written for a moment at every save. The process is stopped
     (SIGSTOP) while the file is read, so it cannot begin a rewrite between a good read and the kill.
+    ``dump`` is the model folder's file; an upstream checkout writes it in the run folder below
+    (``<model>/T<time>/``), which is looked in too.
     """
     from vlmeval.smp import load
 
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while process.poll() is None and time.monotonic() < deadline:
-        if dump.exists():
+        found = [dump] if dump.exists() else sorted(dump.parent.glob(f"T*/{dump.name}"))
+        if found:
+            dump = found[0]
             process.send_signal(signal.SIGSTOP)
             try:
                 saved = load(str(dump))
@@ -226,10 +296,32 @@ def test_resume_does_not_reinfer_finished_rows(tmp_path, tiny_checkpoint, toolki
         assert predictions.set_index("index").loc[int(index), "prediction"] == answer
 
 
+#: A runner whose rank 1 reaches VLMEvalKit's run-id choice RANK_DELAY_S after rank 0 (past a
+#: second boundary): VLMEvalKit names an upstream run folder after the second it starts.
+DELAYED_RUNNER = """
+import os, sys, time
+from tg_llava_eval.model_wrappers import vlmevalkit_run
+
+agree = vlmevalkit_run.agree_on_run_id
+
+def delayed(runner):
+    if os.environ["RANK"] == "1":
+        time.sleep({delay})
+    return agree(runner)
+
+vlmevalkit_run.agree_on_run_id = delayed
+sys.exit(vlmevalkit_run.main())
+"""
+RANK_DELAY_S = 1.5
+
+
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_torchrun_two_processes_match_one(mcq_run, tmp_path, tiny_checkpoint, toolkit_env):
+    """Both ranks write into one run folder even when they start in different seconds."""
     single_dir, _ = mcq_run
-    torchrun = (str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", str(RUN_PY))
+    script = tmp_path / "delayed_run.py"
+    script.write_text(DELAYED_RUNNER.format(delay=RANK_DELAY_S))
+    torchrun = (str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", str(script))
     result = _run(["--model", MODEL, "--model-path", tiny_checkpoint, "--data", tiny.MCQ_NAME, "--judge", "exact_matching",
                    *MAX_TOKENS, "--work-dir", tmp_path], toolkit_env, tmp_path, launcher=torchrun)
     assert "rank 1 of 2 synchronises over a gloo process group" in result.log, result.log[-3000:]
