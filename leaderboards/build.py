@@ -7,19 +7,22 @@ format     files under the output folder
 =========  ===============================================================================
 ``md``     ``leaderboard.md`` — every table, headings and notes
 ``tex``    ``leaderboard.tex`` — one booktabs ``table`` float per table
-``csv``    ``csv/<table name>.csv`` — raw numbers, one file per table
+``csv``    ``csv/<table name>.csv`` — raw numbers, one file per table; beside each table with
+           comparisons, ``csv/<table name>_stats.csv`` — its paired statistics, long format
 ``xlsx``   ``leaderboard.xlsx`` — one sheet per table (see :mod:`.render_xlsx`)
 ``html``   ``leaderboard.html`` — self-contained page (see :mod:`.render_html`)
 ``png``    ``charts/<table name>.png`` — delta charts (also embedded in the HTML)
 =========  ===============================================================================
 
 Empty tables are still written (with "No data.") so that a missing section is visible rather
-than absent.
+than absent. Every file is written atomically (a temporary sibling, then ``os.replace``), so an
+interrupted run never leaves half a file behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,7 @@ import pandas as pd
 
 from tg_llava_eval.leaderboards.charts import delta_chart_png, write_png
 from tg_llava_eval.leaderboards.render_html import page_html
-from tg_llava_eval.leaderboards.render_text import table_to_csv, tables_to_latex, tables_to_markdown
+from tg_llava_eval.leaderboards.render_text import stats_to_csv, table_to_csv, tables_to_latex, tables_to_markdown
 from tg_llava_eval.leaderboards.render_xlsx import write_xlsx
 from tg_llava_eval.leaderboards.table import Table
 from tg_llava_eval.leaderboards.tables import all_tables
@@ -123,7 +126,11 @@ def build_leaderboard(
         elif fmt == "tex":
             files.append(_write(out / "leaderboard.tex", tables_to_latex(tables)))
         elif fmt == "csv":
-            files.extend(_write(out / "csv" / f"{t.name}.csv", table_to_csv(t)) for t in tables)
+            for t in tables:
+                files.append(_write(out / "csv" / f"{t.name}.csv", table_to_csv(t)))
+                stats = stats_to_csv(t)
+                if stats is not None:
+                    files.append(_write(out / "csv" / f"{t.name}_stats.csv", stats))
         elif fmt == "xlsx":
             files.append(write_xlsx(tables, out / "leaderboard.xlsx"))
         elif fmt == "html":
@@ -136,6 +143,9 @@ def build_leaderboard(
 
 
 def _write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary sibling, then ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
     return path

@@ -4,7 +4,9 @@ One figure per delta-like table: small multiples, one panel per benchmark column
 (e.g. per LLM). Panels keep their own y-axis, so a summed MME delta does not flatten the
 percentage deltas of the other benchmarks. Bars are green when the change is an improvement and
 red otherwise; a missing delta leaves no bar and the panel says "n/a" for it. Rows without any
-delta (the reference row of an ablation) are not drawn.
+delta (the reference row of an ablation) are not drawn. A delta with paired statistics
+(``Table.intervals``) draws its 95 % interval as a whisker, and a significant one (p < 0.05) gets
+a ``*`` above its bar.
 
 Figures are built with matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), never pyplot:
 no global backend switch and no figure registry in the host process.
@@ -21,7 +23,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tg_llava_eval.leaderboards.table import Table, is_missing
+from tg_llava_eval.leaderboards.table import SIGNIFICANT_MARK, Table, is_missing
 
 #: Figure geometry (inches) and layout.
 PANEL_WIDTH, PANEL_HEIGHT = 2.6, 2.2
@@ -55,6 +57,8 @@ def delta_chart_png(table: Table, value_columns: list[str] | None = None, row_la
     if not drawn:
         return None
     frame = frame.iloc[drawn]
+    intervals = {(k, column): table.intervals[(i, column)] for k, i in enumerate(drawn) for column in columns
+                 if (i, column) in table.intervals}
     bar_labels = [" / ".join(str(v) for v in row[:row_label_columns]) for row in frame.itertuples(index=False)]
     n_panels = len(columns)
     n_cols = min(MAX_COLUMNS, n_panels)
@@ -68,7 +72,18 @@ def delta_chart_png(table: Table, value_columns: list[str] | None = None, row_la
         higher = table.best.get(column.removesuffix(" Δ"), table.best.get(column, True))
         colours = [GAIN_COLOUR if (v >= 0) == higher else LOSS_COLOUR for v in values]
         positions = range(len(values))
-        axis.bar(positions, [0.0 if math.isnan(v) else v for v in values], color=colours)
+        heights = [0.0 if math.isnan(v) else v for v in values]
+        axis.bar(positions, heights, color=colours)
+        for x, v in zip(positions, values):
+            if (x, column) not in intervals or math.isnan(v):
+                continue
+            low, high, significant = intervals[(x, column)]
+            # Whisker = the bootstrap interval around the bar's delta (errorbar takes distances).
+            axis.errorbar([x], [v], yerr=[[max(v - low, 0.0)], [max(high - v, 0.0)]], fmt="none", ecolor="black",
+                          elinewidth=0.8, capsize=3)
+            if significant:
+                axis.annotate(SIGNIFICANT_MARK, (x, max(high, v) if v >= 0 else min(low, v)), ha="center",
+                              va="bottom" if v >= 0 else "top", fontsize=9)
         for x, v in zip(positions, values):
             if math.isnan(v):
                 axis.text(x, 0.5, "n/a", ha="center", va="center", fontsize=7, transform=axis.get_xaxis_transform())

@@ -126,7 +126,7 @@ def table_to_html(table: Table) -> str:
             if i in best[column]:
                 classes.append("best")
             class_attribute = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f"<td{class_attribute}{attributes}>{_esc(table.format_cell(column, value))}</td>")
+            cells.append(f"<td{class_attribute}{attributes}>{_esc(table.cell_text(i, column, value))}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines.append("</tbody>")
     lines.append("</table>")

@@ -43,7 +43,7 @@ def table_to_markdown(table: Table) -> str:
         for i, row in enumerate(table.frame.itertuples(index=False)):
             cells = []
             for column, value in zip(columns, row):
-                text = _md_escape(table.format_cell(column, value))
+                text = _md_escape(table.cell_text(i, column, value))
                 cells.append(f"**{text}**" if i in best[column] else text)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -112,7 +112,7 @@ def table_to_latex(table: Table) -> str:
     for i, row in enumerate(table.frame.itertuples(index=False)):
         cells = []
         for column, value in zip(columns, row):
-            text = latex_escape(table.format_cell(column, value))
+            text = latex_escape(table.cell_text(i, column, value))
             cells.append(rf"\textbf{{{text}}}" if i in best[column] else text)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -136,4 +136,13 @@ def table_to_csv(table: Table) -> str:
     """The table's frame as CSV text (raw numbers, missing = empty)."""
     buffer = io.StringIO()
     table.frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def stats_to_csv(table: Table) -> str | None:
+    """The table's long-format statistics as CSV text (``None`` if it has none)."""
+    if table.stats is None:
+        return None
+    buffer = io.StringIO()
+    table.stats.to_csv(buffer, index=False, lineterminator="\n")
     return buffer.getvalue()

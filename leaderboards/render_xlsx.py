@@ -40,6 +40,9 @@ _SHEET_NAME_LIMIT = 31
 FIXED_TIME = dt.datetime(2024, 1, 1)
 #: Column width bounds (characters).
 MIN_WIDTH, MAX_WIDTH = 6, 60
+#: Number formats of the statistics sheets' numeric columns.
+STATS_FORMATS = {"delta": "{:+.2f}", "ci_low": "{:+.2f}", "ci_high": "{:+.2f}", "p_value": "{:.4f}", "mde": "{:.2f}",
+                 "n_pairs": "{:d}"}
 
 
 def excel_number_format(spec: str) -> str:
@@ -89,6 +92,11 @@ def tables_to_workbook(tables: Iterable[Table]) -> Workbook:
     for table in tables:
         sheet = workbook.create_sheet(sheet_name(table.name, used))
         _fill_sheet(sheet, table)
+        if table.stats is not None:
+            # The long-format statistics (the fields of csv/<table>_stats.csv) on their own sheet.
+            stats = Table(name=f"{table.name}_stats", title=f"{table.title}: paired statistics", frame=table.stats,
+                          label_columns=list(table.stats.columns).index("delta"), formats=STATS_FORMATS)
+            _fill_sheet(workbook.create_sheet(sheet_name(stats.name, used)), stats)
     if not workbook.sheetnames:
         workbook.create_sheet("empty")
     return workbook

@@ -23,6 +23,8 @@ FORMAT_SCORE = "{:.1f}"
 FORMAT_DELTA = "{:+.1f}"
 FORMAT_RATE = "{:.1f}"
 FORMAT_COUNT = "{:d}"
+#: Marker after a delta whose paired test gives p < 0.05 (see :mod:`.statistics`).
+SIGNIFICANT_MARK = "*"
 
 
 def is_missing(value: object) -> bool:
@@ -44,6 +46,12 @@ class Table:
         best: Column -> ``True`` (higher is better) / ``False`` (lower is better) for columns
             whose best value is highlighted; absent columns are not highlighted.
         notes: Footnotes printed under the table (citations, caveats).
+        intervals: ``(row position, column) -> (ci_low, ci_high, significant)`` of delta cells with
+            paired statistics: text formats show ``+1.8 [+0.4, +3.1]`` (``*`` when significant);
+            CSV and XLSX keep the number and put the statistics in :attr:`stats`.
+        stats: Long-format statistics of the table's comparisons (one row per compared pair and
+            benchmark; ``csv/<name>_stats.csv`` and an XLSX sheet), ``None`` for tables without
+            comparisons.
     """
 
     name: str
@@ -53,6 +61,8 @@ class Table:
     formats: Mapping[str, str] = field(default_factory=dict)
     best: Mapping[str, bool] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    intervals: Mapping[tuple[int, str], tuple[float, float, bool]] = field(default_factory=dict)
+    stats: pd.DataFrame | None = None
 
     @property
     def value_columns(self) -> list[str]:
@@ -67,6 +77,16 @@ class Table:
             spec = self.formats.get(column, FORMAT_SCORE)
             return spec.format(int(value)) if spec == FORMAT_COUNT else spec.format(float(value))
         return str(value)
+
+    def cell_text(self, row: int, column: str, value: object) -> str:
+        """:meth:`format_cell`, followed by the cell's interval and significance marker if any."""
+        text = self.format_cell(column, value)
+        interval = self.intervals.get((row, column))
+        if interval is None or is_missing(value):
+            return text
+        low, high, significant = interval
+        spec = self.formats.get(column, FORMAT_DELTA)
+        return f"{text} [{spec.format(low)}, {spec.format(high)}]{SIGNIFICANT_MARK if significant else ''}"
 
     def best_rows(self, column: str) -> set[int]:
         """Row positions holding the best value of ``column`` (ties all count; none if no numbers)."""

@@ -31,6 +31,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from tg_llava_eval.leaderboards.comparisons import AGREEMENT_STATS_LABELS, Comparison, StatsCollector
+from tg_llava_eval.leaderboards.statistics import average_interval, minimum_detectable_effect
 from tg_llava_eval.leaderboards.table import FORMAT_COUNT, FORMAT_DELTA, FORMAT_RATE, FORMAT_SCORE, Table
 from tg_llava_eval.results.benchmarks import BenchmarkRegistry
 from tg_llava_eval.results.identity import MAIN_LLMS, variant_switches
@@ -38,6 +40,7 @@ from tg_llava_eval.results.manifest import RunManifest, parse_run_manifest
 from tg_llava_eval.results.records import (
     ORIGIN_REPORTED,
     ORIGIN_REPRODUCED,
+    SCALE_PERCENT,
     TOOLKIT_LMMS_EVAL,
     TOOLKIT_VLMEVALKIT,
 )
@@ -221,18 +224,33 @@ def main_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str)
     )
 
 
-def delta_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str) -> Table:
-    """TG-LLaVA minus LLaVA-1.5, per LLM and benchmark, for one toolkit.
+#: Column of the delta tables averaging Δ over the percent-scale benchmarks.
+AVERAGE = "Average"
+
+
+def delta_table(
+    records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str, samples: pd.DataFrame | None = None
+) -> Table:
+    """TG-LLaVA minus LLaVA-1.5, per LLM and benchmark, for one toolkit, with paired statistics.
 
     The pair of an LLM is its full TG-LLaVA variant and its LLaVA-1.5 variant (by method and LLM
     from the variant table); several models of one variant are resolved newest-first with a
-    warning. A benchmark missing for either side gives a missing Δ.
+    warning. A benchmark missing for either side gives a missing Δ. Each Δ gets a bootstrap
+    interval and (0/1 scores) an exact McNemar p-value from the samples' per-item scores
+    (:mod:`.comparisons`); without them the statistics stay empty and a note says why. With two
+    or more percent-scale benchmarks, :data:`AVERAGE` is their mean Δ (empty when one is missing;
+    summed scores such as MME are not averaged with percentages), its interval from the same
+    bootstrap replicates.
 
     Returns:
-        Rows (LLM, TG-LLaVA, LLaVA-1.5) + one Δ column per benchmark.
+        Rows (LLM, TG-LLaVA, LLaVA-1.5) + one Δ column per benchmark (+ :data:`AVERAGE`), with
+        ``stats`` (one row per LLM and benchmark).
     """
     frame = _main_frame(records, registry, toolkit)
     labels = ordered_labels(frame, registry) if not frame.empty else []
+    percent = [label for label in labels if (frame.loc[frame["label"] == label, "scale"] == SCALE_PERCENT).all()]
+    average = len(percent) >= 2
+    collector = StatsCollector(samples if samples is not None else pd.DataFrame())
     rows = []
     if not frame.empty:
         frame = newest_per_cell(frame, ["variant", "label"], f"deltas ({toolkit})")
@@ -242,23 +260,60 @@ def delta_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str
             if ours.empty or base.empty:
                 continue
             tg_variant, base_variant = ours["variant"].iloc[0], base["variant"].iloc[0]
-            ours_values = ours.set_index("label")["value"]
-            base_values = base.set_index("label")["value"]
+            ours_rows, base_rows = ours.set_index("label"), base.set_index("label")
             row = {"LLM": llm, "TG-LLaVA": tg_variant, "LLaVA-1.5": base_variant}
+            comparisons = {}
             for label in labels:
-                row[label] = delta(ours_values.get(label, math.nan), base_values.get(label, math.nan))
+                row[label] = delta(ours_rows["value"].get(label, math.nan), base_rows["value"].get(label, math.nan))
+                if label in ours_rows.index and label in base_rows.index:
+                    comparisons[label] = collector.add(
+                        len(rows), label, ours_rows.loc[label], base_rows.loc[label],
+                        toolkit=toolkit, llm=llm, benchmark=label, variant_a=tg_variant, variant_b=base_variant,
+                    )
+            if average:
+                row[AVERAGE] = _average_cell(collector, len(rows), [row[label] for label in percent],
+                                             [comparisons.get(label) for label in percent],
+                                             toolkit=toolkit, llm=llm, benchmark=AVERAGE, variant_a=tg_variant,
+                                             variant_b=base_variant)
             rows.append(row)
-    wide = pd.DataFrame(rows, columns=["LLM", "TG-LLaVA", "LLaVA-1.5", *labels])
-    wide[labels] = wide[labels].astype(float)
+    columns = [*labels, AVERAGE] if average else list(labels)
+    wide = pd.DataFrame(rows, columns=["LLM", "TG-LLaVA", "LLaVA-1.5", *columns])
+    wide[columns] = wide[columns].astype(float)
+    notes = ["Δ = TG-LLaVA − LLaVA-1.5 in the benchmark's own units (points)."]
+    if average:
+        notes.append(f"{AVERAGE}: mean Δ over the percent-scale benchmarks ({', '.join(percent)}); empty when one is "
+                     "missing.")
     return Table(
         name=f"deltas_{toolkit.replace('-', '_')}",
         title=f"TG-LLaVA vs LLaVA-1.5 ({TOOLKIT_LABELS.get(toolkit, toolkit)}): Δ per benchmark",
         frame=wide,
         label_columns=3,
-        formats={label: FORMAT_DELTA for label in labels},
-        best={label: True for label in labels},
-        notes=("Δ = TG-LLaVA − LLaVA-1.5 in the benchmark's own units (points).",),
+        formats={label: FORMAT_DELTA for label in columns},
+        best={label: True for label in columns},
+        notes=(*notes, *collector.notes()),
+        intervals=collector.intervals,
+        stats=collector.frame(),
     )
+
+
+def _average_cell(
+    collector: StatsCollector, position: int, deltas: list[float], comparisons: list[Comparison | None], **labels: str
+) -> float:
+    """Mean of ``deltas`` (NaN if one is missing); its statistics from the benchmarks' replicates."""
+    if not deltas or any(math.isnan(d) for d in deltas):
+        collector.add_result(position, AVERAGE, "a benchmark score is missing", **labels)
+        return math.nan
+    value = delta(sum(deltas) / len(deltas), 0.0)
+    if any(c is None for c in comparisons):
+        collector.add_result(position, AVERAGE, "a benchmark has no statistics", **labels)
+        return value
+    interval = average_interval([c.interval for c in comparisons if c is not None])
+    collector.add_result(position, AVERAGE, Comparison(
+        delta=interval.delta, ci_low=interval.low, ci_high=interval.high, p_value=math.nan,
+        n_pairs=sum(c.n_pairs for c in comparisons if c is not None), unit="benchmarks", kind="average",
+        mde=minimum_detectable_effect(interval.standard_error), interval=interval,
+    ), **labels)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,16 +461,22 @@ def reported_vs_reproduced(records: pd.DataFrame, registry: BenchmarkRegistry) -
 # ---------------------------------------------------------------------------------------------
 
 
-def ablation_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str) -> Table:
+def ablation_table(
+    records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: str, samples: pd.DataFrame | None = None
+) -> Table:
     """Variants by switch (TG-FOM, TG-DP) per LLM, with Δ against the full model.
 
     Variants come from the variant table or a manifest's ``switches``; records whose variant
     has neither are counted in a note. The full model (both switches on) is each LLM's reference;
     its own Δ cells are empty. An LLM without a full model gets empty Δ cells and a note.
 
+    Each Δ gets the paired statistics of :func:`delta_table` (variant − full model).
+
     Returns:
-        Rows (LLM, Variant, TG-FOM, TG-DP) + per benchmark a value column and a ``<label> Δ`` column.
+        Rows (LLM, Variant, TG-FOM, TG-DP) + per benchmark a value column and a ``<label> Δ`` column,
+        with ``stats`` (one row per variant and benchmark).
     """
+    collector = StatsCollector(samples if samples is not None else pd.DataFrame())
     frame = headlines(records, ORIGIN_REPRODUCED, toolkit)
     infos = [variant_switches(v, _manifest(m)) for v, m in zip(frame["variant"], frame["manifest"])]
     unknown = sorted({v or m for v, m, i in zip(frame["variant"], frame["model"], infos) if i is None})
@@ -439,11 +500,13 @@ def ablation_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: 
             variants = variants.assign(on=variants["fom"].astype(int) + variants["dp"].astype(int))
             variants = variants.sort_values(["on", "fom", "variant"], ascending=[False, False, True])
             full = variants[variants["fom"] & variants["dp"]]
-            full_values = group[group["variant"] == full["variant"].iloc[0]].set_index("label")["value"] if not full.empty else None
+            full_rows = group[group["variant"] == full["variant"].iloc[0]].set_index("label") if not full.empty else None
+            full_values = full_rows["value"] if full_rows is not None else None
             if full.empty:
                 notes.append(f"{llm}: no full model (TG-FOM and TG-DP on); Δ not computed.")
             for _, v in variants.iterrows():
-                values = group[group["variant"] == v["variant"]].set_index("label")["value"]
+                variant_rows = group[group["variant"] == v["variant"]].set_index("label")
+                values = variant_rows["value"]
                 row = {"LLM": llm, "Variant": v["variant"], "TG-FOM": ON if v["fom"] else OFF, "TG-DP": ON if v["dp"] else OFF}
                 is_full = bool(v["fom"] and v["dp"])
                 for label in labels:
@@ -452,6 +515,10 @@ def ablation_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: 
                         delta(values.get(label, math.nan), full_values.get(label, math.nan))
                         if full_values is not None and not is_full else math.nan
                     )
+                    if full_rows is not None and not is_full and label in variant_rows.index and label in full_rows.index:
+                        collector.add(len(rows), f"{label} Δ", variant_rows.loc[label], full_rows.loc[label],
+                                      toolkit=toolkit, llm=llm, benchmark=label, variant_a=v["variant"],
+                                      variant_b=full["variant"].iloc[0])
                 rows.append(row)
     value_columns = [c for label in labels for c in (label, f"{label} Δ")]
     wide = pd.DataFrame(rows, columns=["LLM", "Variant", "TG-FOM", "TG-DP", *value_columns])
@@ -466,7 +533,9 @@ def ablation_table(records: pd.DataFrame, registry: BenchmarkRegistry, toolkit: 
         label_columns=4,
         formats={c: (FORMAT_DELTA if c.endswith(" Δ") else FORMAT_SCORE) for c in value_columns},
         best={label: True for label in labels},
-        notes=tuple(notes),
+        notes=(*notes, *collector.notes()),
+        intervals=collector.intervals,
+        stats=collector.frame(),
     )
 
 
@@ -524,9 +593,18 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
     # One row per (variant, benchmark) scored by both toolkits; suffix _v = VLMEvalKit, _l = lmms-eval.
     pairs = left.merge(right, on=["variant", "benchmark"], suffixes=("_v", "_l"))
     order = {b: i for i, b in enumerate(registry.order(pairs["benchmark"]))}
+    pairs = pairs.assign(_rank=[(v, order[b]) for v, b in zip(pairs["variant"], pairs["benchmark"])])
+    pairs = pairs.sort_values("_rank", kind="stable").reset_index(drop=True)
+    collector = StatsCollector(samples, AGREEMENT_STATS_LABELS)
     rows = []
-    for _, p in pairs.iterrows():
+    for position, p in pairs.iterrows():
         comparable = (p["split_v"], p["metric_v"], p["scale_v"]) == (p["split_l"], p["metric_l"], p["scale_l"])
+        if comparable:
+            side_l = {k: p[f"{k}_l"] for k in ("toolkit", "model", "dataset", "split", "metric", "scale", "value")}
+            side_v = {k: p[f"{k}_v"] for k in ("toolkit", "model", "dataset", "split", "metric", "scale", "value")}
+            collector.add(int(position), "Δ", {**side_l, "variant": p["variant"]}, {**side_v, "variant": p["variant"]},
+                          variant=p["variant"], benchmark=registry.label(p["benchmark"]), toolkit_a=TOOLKIT_LMMS_EVAL,
+                          toolkit_b=TOOLKIT_VLMEVALKIT)
         n, rate = answer_agreement(samples, p["variant"], p["benchmark"])
         rows.append(
             {
@@ -536,12 +614,8 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
                 "VLMEvalKit": p["value_v"], "lmms-eval": p["value_l"],
                 "Δ": delta(p["value_l"], p["value_v"]) if comparable else math.nan,
                 "Samples compared": n, "Answer agreement (%)": rate,
-                "_rank": (p["variant"], order[p["benchmark"]]),
             }
         )
-    rows.sort(key=lambda r: r["_rank"])
-    for row in rows:
-        row.pop("_rank")
     columns = [
         "Variant", "Benchmark", "Split / metric (VLMEvalKit)", "Split / metric (lmms-eval)", "VLMEvalKit",
         "lmms-eval", "Δ", "Samples compared", "Answer agreement (%)",
@@ -556,6 +630,7 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
     ]
     if anonymous:
         notes.append(f"{anonymous} headline score(s) without a variant cannot be matched across toolkits.")
+    notes.extend(collector.notes())
     return Table(
         name="toolkit_agreement",
         title="VLMEvalKit vs lmms-eval",
@@ -566,6 +641,8 @@ def agreement_table(records: pd.DataFrame, samples: pd.DataFrame, registry: Benc
             "Answer agreement (%)": FORMAT_RATE,
         },
         notes=tuple(notes),
+        intervals=collector.intervals,
+        stats=collector.frame(),
     )
 
 
@@ -584,11 +661,11 @@ def all_tables(records: pd.DataFrame, samples: pd.DataFrame, registry: Benchmark
     toolkits = [t for t in (TOOLKIT_VLMEVALKIT, TOOLKIT_LMMS_EVAL) if (reproduced["toolkit"] == t).any()]
     for toolkit in toolkits:
         tables.append(main_table(records, registry, toolkit))
-        tables.append(delta_table(records, registry, toolkit))
+        tables.append(delta_table(records, registry, toolkit, samples))
     tables.append(concurrent_table(records, registry, toolkits[0]) if toolkits else concurrent_table(records, registry, TOOLKIT_VLMEVALKIT))
     tables.append(reported_vs_reproduced(records, registry))
     for toolkit in toolkits:
-        tables.append(ablation_table(records, registry, toolkit))
+        tables.append(ablation_table(records, registry, toolkit, samples))
     tables.append(agreement_table(records, samples, registry))
     return tables
 

@@ -276,6 +276,17 @@ LMMS_METRICS: dict[str, MetricSpec] = {
 }
 _METRIC_SCALES = ("fraction", SCALE_PERCENT, SCALE_SUM, SCALE_RAW)
 
+#: MME's summed scores: each category scores ``acc + acc+`` (both in %), where acc+ counts an
+#: image right only when both its questions are right; a sum adds its categories' scores. The
+#: category lists are VLMEvalKit's ``MME_rating`` ``super_cates`` (lmms-eval's ``mme`` task uses the
+#: same ten and four). Per-item scores of these metrics carry the image as their ``group``.
+MME_SUM_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "perception": (
+        "OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene",
+    ),
+    "reasoning": ("code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation"),
+}
+
 
 @dataclass
 class BenchmarkRegistry:

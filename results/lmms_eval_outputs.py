@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tg_llava_eval.results.benchmarks import Headline
+from tg_llava_eval.results.benchmarks import MME_SUM_CATEGORIES, Headline
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.manifest import find_run_manifest, read_run_manifest
 from tg_llava_eval.results.parsing import ParseContext, ParsedOutput, file_time, identify, iso_utc, mark_primary
@@ -104,11 +104,15 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     directions = data.get("higher_is_better") if isinstance(data.get("higher_is_better"), dict) else {}
     warned: set[str] = set()  # unknown metric names already reported for this file
+    # task -> (lmms-eval metric name, canonical metric) of its headline: whose per-sample value
+    # the samples keep as their score.
+    headline_metrics: dict[str, tuple[str, str]] = {}
     for task, entry in results.items():
         if not isinstance(entry, dict):
             raise ResultFileError(path, f"results.{task} must be an object, got {type(entry).__name__}")
         spec, dataset_entry = ctx.registry.lookup(TOOLKIT_LMMS_EVAL, task)
         records = []
+        raw_names: dict[str, str] = {}  # canonical metric (with filter) -> lmms-eval metric name
         for key, value in entry.items():
             if key in _NON_METRIC_KEYS:
                 continue
@@ -135,6 +139,7 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
             if filter_name and filter_name != "none":
                 canonical = f"{canonical}[{filter_name}]"
             task_directions = directions.get(task) if isinstance(directions.get(task), dict) else {}
+            raw_names[canonical] = metric_name
             records.append(
                 ScoreRecord(
                     model=shown, variant=identity.variant, method=identity.method, llm=identity.llm,
@@ -154,11 +159,15 @@ def parse_results_file(path: Path, ctx: ParseContext, strict: bool = True) -> Pa
         # Headline: declared by the registry, else the task's first metric (lmms-eval lists the
         # metrics in the task's metric_list order, its main metric first by convention).
         headline = dataset_entry.headline if dataset_entry is not None and dataset_entry.headline else Headline(records[0].metric)
-        out.records.extend(mark_primary(records, headline, str(path)))
+        marked = mark_primary(records, headline, str(path))
+        primary = next((r for r in marked if r.primary), None)
+        if primary is not None:
+            headline_metrics[task] = (raw_names[primary.metric], primary.metric)
+        out.records.extend(marked)
     if ctx.read_samples:
         for samples_path in samples_files(path):
             try:
-                out.samples.extend(_read_samples(samples_path, shown, identity.variant, ctx, run_time))
+                out.samples.extend(_read_samples(samples_path, shown, identity.variant, ctx, run_time, headline_metrics))
             except ResultFileError as error:
                 if strict:
                     raise
@@ -191,16 +200,26 @@ def samples_files(results_path: Path) -> list[Path]:
     return found
 
 
-def _read_samples(path: Path, model: str, variant: str, ctx: ParseContext, run_time: str) -> list[SamplePrediction]:
+def _read_samples(
+    path: Path, model: str, variant: str, ctx: ParseContext, run_time: str,
+    headline_metrics: dict[str, tuple[str, str]] | None = None,
+) -> list[SamplePrediction]:
     """One :class:`SamplePrediction` per line of a ``*_samples_<task>.jsonl`` file.
 
+    ``headline_metrics`` (task -> (lmms-eval metric name, canonical metric) of the task's
+    headline) says whose per-sample value is the sample's ``score`` (see :func:`_sample_score`).
+
     Raises:
-        ResultFileError: An unreadable file, a line that is not JSON (a cut-off write) or a
-            sample without ``doc_id`` — named by line.
+        ResultFileError: An unreadable file, a line that is not JSON (a cut-off write), a
+            sample without ``doc_id`` or a per-sample metric value that is not a number — named
+            by line.
     """
     match = SAMPLES_FILE.match(path.name)
     task = (match.group("task") or match.group("task2")) if match else path.stem
     benchmark = ctx.registry.benchmark_name(TOOLKIT_LMMS_EVAL, task)
+    metric_name, canonical = (headline_metrics or {}).get(task, ("", ""))
+    if not metric_name:
+        logger.warning("%s: task %r has no headline metric; its samples carry no per-item score", path, task)
     samples = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -215,14 +234,42 @@ def _read_samples(path: Path, model: str, variant: str, ctx: ParseContext, run_t
             raise ResultFileError(path, f"line {line_number}: invalid JSON (truncated?): {error}") from None
         if not isinstance(doc, dict) or "doc_id" not in doc:
             raise ResultFileError(path, f"line {line_number}: a sample needs a 'doc_id'")
+        score = _sample_score(doc, metric_name, canonical, path, line_number)
         samples.append(
             SamplePrediction(
                 model=model, variant=variant, toolkit=TOOLKIT_LMMS_EVAL, benchmark=benchmark, dataset=task,
                 sample_id=str(doc["doc_id"]), prediction=_first_response(doc.get("filtered_resps", doc.get("resps"))),
-                target=_text(doc.get("target")), source=str(path), run_time=run_time,
+                target=_text(doc.get("target")), source=str(path), run_time=run_time, **score,
             )
         )
     return samples
+
+
+def _sample_score(doc: dict, metric_name: str, canonical: str, path: Path, line_number: int) -> dict[str, Any]:
+    """The per-sample value lmms-eval logged for the headline metric, as ``SamplePrediction`` fields.
+
+    lmms-eval logs each metric's ``process_results`` output per document: a number (``accuracy``,
+    ``exact_match``) or an object with a ``score`` (``pope_*``, ``mme_*``: ``question_id`` names the
+    image, ``category`` the MME category). MME sums (``perception``, ``reasoning``) group the
+    questions of an image (acc+), so their ``question_id`` becomes the ``group``. A document
+    without the value (or an object without ``score``) has no score.
+
+    Raises:
+        ResultFileError: A value that is not a finite number.
+    """
+    value = doc.get(metric_name) if metric_name else None
+    where = f"line {line_number}, {metric_name!r}"
+    if isinstance(value, dict):
+        if "score" not in value:
+            return {}
+        group = _text(value.get("question_id")) if canonical in MME_SUM_CATEGORIES else ""
+        return {"score": number(value["score"], path, f"{where}.score"), "score_metric": metric_name,
+                "group": group, "category": _text(value.get("category"))}
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        return {"score": float(value), "score_metric": metric_name}
+    return {"score": number(value, path, where), "score_metric": metric_name}
 
 
 def _first_response(value: Any) -> str:

@@ -141,6 +141,21 @@ class SamplePrediction:
         target: The reference answer when the file states it, else ``""``.
         source: The predictions file.
         run_time: As in :class:`ScoreRecord` (newest wins among duplicates).
+        score: The per-item score *as the toolkit computed it* for the dataset's headline metric
+            (VLMEvalKit ``hit`` of its ``*_result.xlsx``, ``score`` of ``*_auxmatch.xlsx``,
+            ``eval_score`` of ``*_results.xlsx``; lmms-eval's per-sample metric value), never
+            recomputed here; ``None`` when the toolkit wrote none. The paired statistics of
+            :mod:`tg_llava_eval.leaderboards.statistics` use it.
+        score_metric: Where ``score`` came from: the toolkit's column or metric name (``hit``,
+            ``score``, ``eval_score``, ``accuracy``, ``mme_perception_score``); ``""`` if none.
+        group: Grouping key of items the metric scores together, ``""`` when it scores items
+            alone: VLMEvalKit's circular MCQ group (``g_index``: every circular pass of one
+            question shares the question's ``hit``), MME's image (``image_path`` / lmms-eval
+            ``question_id``: acc+ needs both questions of an image right).
+        category: The item's category when the file states it (MME sums per-category scores),
+            else ``""``.
+        split: The item's split when the predictions file states it (VLMEvalKit ``split``
+            column), else ``""``; statistics of a split's headline use that split's items.
     """
 
     model: str
@@ -153,6 +168,15 @@ class SamplePrediction:
     target: str
     source: str
     run_time: str = ""
+    score: float | None = None
+    score_metric: str = ""
+    group: str = ""
+    category: str = ""
+    split: str = ""
+
+    def __post_init__(self) -> None:
+        if self.score is not None and (not isinstance(self.score, float) or not math.isfinite(self.score)):
+            raise ValueError(f"SamplePrediction.score must be a finite float or None, got {self.score!r} ({self.source})")
 
     def key(self) -> tuple[str, ...]:
         """Identity of the answer regardless of run."""
@@ -162,6 +186,8 @@ class SamplePrediction:
 #: Column order of a records frame / ``results.csv`` (the dataclass field order).
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ScoreRecord))
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplePrediction))
+#: Sample columns added with per-item scores; optional when reading (older samples files).
+SAMPLE_SCORE_COLUMNS: tuple[str, ...] = ("score", "score_metric", "group", "category", "split")
 
 _BOOL_COLUMNS = ("higher_is_better", "primary")
 _TEXT_COLUMNS = tuple(c for c in COLUMNS if c not in ("value", "n") + _BOOL_COLUMNS)
@@ -244,8 +270,13 @@ def read_records_csv(path: str | Path) -> list[ScoreRecord]:
 
 
 def samples_to_frame(samples: Iterable[SamplePrediction]) -> pd.DataFrame:
-    """Sample predictions -> DataFrame with the columns of :data:`SAMPLE_COLUMNS` (all text)."""
-    return pd.DataFrame([dataclasses.astuple(s) for s in samples], columns=list(SAMPLE_COLUMNS)).astype(object)
+    """Sample predictions -> DataFrame with the columns of :data:`SAMPLE_COLUMNS`.
+
+    ``score`` is float64 (NaN where the toolkit wrote no per-item score); the others are text.
+    """
+    frame = pd.DataFrame([dataclasses.astuple(s) for s in samples], columns=list(SAMPLE_COLUMNS)).astype(object)
+    frame["score"] = pd.to_numeric(frame["score"], errors="raise").astype("float64")
+    return frame
 
 
 def write_samples_csv(samples: Iterable[SamplePrediction], path: str | Path) -> Path:
@@ -259,19 +290,31 @@ def write_samples_csv(samples: Iterable[SamplePrediction], path: str | Path) -> 
 def read_samples_csv(path: str | Path) -> list[SamplePrediction]:
     """Read a samples CSV written by :func:`write_samples_csv`.
 
+    Files written before per-item scores existed lack :data:`SAMPLE_SCORE_COLUMNS`; their rows
+    read with ``score=None`` (the leaderboard's statistics cells stay empty and say why).
+
     Raises:
-        ResultFileError: Unreadable file or missing columns.
+        ResultFileError: Unreadable file, missing columns, or a ``score`` cell that is not a
+            finite number (named by line: header = line 1).
     """
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ResultFileError(path, f"cannot read samples CSV: {error}") from None
-    missing = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
+    required = [c for c in SAMPLE_COLUMNS if c not in SAMPLE_SCORE_COLUMNS]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ResultFileError(path, f"missing column(s) {missing}; a samples file needs {list(SAMPLE_COLUMNS)}")
-    return [SamplePrediction(**{c: str(v) for c, v in row._asdict().items() if c in SAMPLE_COLUMNS})
-            for row in frame.itertuples(index=False)]
+        raise ResultFileError(path, f"missing column(s) {missing}; a samples file needs {required}")
+    samples = []
+    for position, row in enumerate(frame.itertuples(index=False)):
+        values = {c: str(v) for c, v in row._asdict().items() if c in SAMPLE_COLUMNS}
+        try:
+            score = values.pop("score", "")
+            samples.append(SamplePrediction(**values, score=None if score == "" else _float(score, "score")))
+        except ValueError as error:
+            raise ResultFileError(path, f"line {position + 2}: {error}") from None
+    return samples
 
 
 def manifest_json(manifest: Mapping[str, Any] | None) -> str:
@@ -326,7 +369,7 @@ def _bool(value: Any, column: str) -> bool:
 
 
 __all__ = [
-    "COLUMNS", "ORIGINS", "ORIGIN_REPORTED", "ORIGIN_REPRODUCED", "SAMPLE_COLUMNS", "SCALES",
+    "COLUMNS", "ORIGINS", "ORIGIN_REPORTED", "ORIGIN_REPRODUCED", "SAMPLE_COLUMNS", "SAMPLE_SCORE_COLUMNS", "SCALES",
     "SCALE_PERCENT", "SCALE_RAW", "SCALE_SUM", "SamplePrediction", "ScoreRecord",
     "TOOLKIT_LMMS_EVAL", "TOOLKIT_VLMEVALKIT", "frame_to_records", "manifest_json",
     "read_records_csv", "read_samples_csv", "records_to_frame", "samples_to_frame",

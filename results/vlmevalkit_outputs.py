@@ -51,9 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from tg_llava_eval.results.benchmarks import Headline
+from tg_llava_eval.results.benchmarks import MME_SUM_CATEGORIES, Headline
 from tg_llava_eval.results.errors import ResultFileError
 from tg_llava_eval.results.identity import ModelIdentity
 from tg_llava_eval.results.manifest import RunManifest, find_run_manifest, read_run_manifest
@@ -86,6 +87,14 @@ JUDGE_NAMES = (
 )
 #: VLMEvalKit's circular MCQ copies carry ``index + 1e6 * k``; only base rows count as questions.
 CIRCULAR_INDEX_OFFSET = 1_000_000
+#: Per-item score files VLMEvalKit writes beside the score table (``<model>_<dataset>[_<judge>]_<kind>``):
+#: ``_result`` (MCQ, one row per question, or per circular group with ``g_index``), ``_auxmatch``
+#: (yes/no, POPE, MME: the extracted answer and its ``score``), ``_results`` (VQA).
+ITEM_SCORE_FILE = re.compile(r"^(?P<stem>.+)_(?P<kind>result|results|auxmatch)\.(?P<ext>xlsx|csv|tsv)$")
+#: Per-item score columns of those files, in the order they are looked for (the first present is
+#: the score VLMEvalKit aggregated: ``hit`` for MCQ, ``score`` for yes/no and MME, ``eval_score``
+#: for VQA).
+ITEM_SCORE_COLUMNS = ("hit", "score", "eval_score")
 #: MMBench ability abbreviations used as ``_acc.csv`` columns (``MMB_abbrs`` in VLMEvalKit).
 MMB_ABBREVIATIONS = {
     "CP": "coarse_perception",
@@ -229,6 +238,7 @@ def parse_unit(unit: RunUnit, ctx: ParseContext, strict: bool = True) -> ParsedO
         if p.name.startswith(f"{model}_") and p.suffix in PREDICTION_EXTENSIONS and not SCORE_FILE.match(p.name)
     }
     known = datasets | set(predictions)
+    item_files = _item_score_files(unit.files, model, known)
     scored: set[str] = set()  # datasets with a score file (read or skipped): no status.json fallback
     for name, path in sorted(by_name.items()):
         match = SCORE_FILE.match(name)
@@ -255,7 +265,17 @@ def parse_unit(unit: RunUnit, ctx: ParseContext, strict: bool = True) -> ParsedO
             if frame is not None:
                 records = _with_sample_counts(records, frame)
                 if ctx.read_samples:
-                    out.samples.extend(_samples(frame, prediction, shown, identity.variant, records[0].benchmark, dataset, facts.run_time))
+                    scores = None
+                    if dataset in item_files:
+                        by_image = any(r.primary and r.metric in MME_SUM_CATEGORIES for r in records)
+                        try:
+                            scores = read_item_scores(item_files[dataset], by_image)
+                        except ResultFileError as error:
+                            if strict:
+                                raise
+                            out.skip(item_files[dataset], f"malformed: {error.problem}")
+                    out.samples.extend(_samples(frame, prediction, shown, identity.variant, records[0].benchmark, dataset,
+                                                facts.run_time, scores))
         out.records.extend(records)
     _status_fallback(unit, facts, scored, model, identity, ctx, strict, out)
     return out
@@ -265,7 +285,8 @@ def _run_facts(unit: RunUnit) -> _RunFacts:
     """Read what the run itself says: ``status.json``, the nearest manifest, time and version.
 
     Run time: ``status.json`` ``created_at``, else the run-folder name, else the newest file's
-    modification time. Version: the manifest's ``toolkit_version``, else ``git:<commit>`` from
+    modification time. Version: the manifest's toolkit release (distribution, version and checkout
+    commit: :meth:`RunManifest.toolkit_release`), else ``git:<commit>`` from
     ``status.json`` or a legacy ``T…_G<commit>`` folder (the commit of the repository VLMEvalKit ran
     from), else ``""``.
 
@@ -290,7 +311,8 @@ def _run_facts(unit: RunUnit) -> _RunFacts:
     legacy = LEGACY_RUN_DIR.match(unit.run_dir.name)
     if legacy and not commit:
         commit = legacy.group(2)
-    version = manifest.toolkit_version if manifest and manifest.toolkit_version else (f"git:{commit}" if commit else "")
+    release = manifest.toolkit_release() if manifest else ""
+    version = release or (f"git:{commit}" if commit else "")
     return _RunFacts(run_time, version, status, manifest, manifest_json(manifest.to_dict() if manifest else None))
 
 
@@ -689,19 +711,138 @@ def _category_mask(rows: pd.DataFrame, category: str) -> pd.Series | None:
 
 
 def _samples(
-    frame: pd.DataFrame, path: Path, model: str, variant: str, benchmark: str, dataset: str, run_time: str
+    frame: pd.DataFrame, path: Path, model: str, variant: str, benchmark: str, dataset: str, run_time: str,
+    scores: ItemScores | None = None,
 ) -> list[SamplePrediction]:
     """One :class:`SamplePrediction` per prediction row (circular copies included: their
-    ``index`` ≥ 1e6 simply finds no partner in lmms-eval's ``doc_id`` numbering)."""
+    ``index`` ≥ 1e6 simply finds no partner in lmms-eval's ``doc_id`` numbering).
+
+    ``scores`` (from :func:`read_item_scores`) gives each row the toolkit's per-item score: by
+    ``index``, or for a circular file by the row's question (``index mod 1e6`` = ``g_index``), so
+    every circular pass carries its question's ``hit`` and the question as ``group``. A row the
+    score file does not cover keeps ``score=None``.
+    """
     answers = frame["answer"] if "answer" in frame.columns else pd.Series([""] * len(frame))
-    return [
-        SamplePrediction(
-            model=model, variant=variant, toolkit=TOOLKIT_VLMEVALKIT, benchmark=benchmark, dataset=dataset,
-            sample_id=_sample_id(index), prediction="" if pd.isna(prediction) else str(prediction),
-            target="" if pd.isna(answer) else str(answer), source=str(path), run_time=run_time,
+    splits = frame["split"] if "split" in frame.columns else pd.Series([""] * len(frame))
+    samples = []
+    for index, prediction, answer, split in zip(frame["index"], frame["prediction"], answers, splits):
+        sample_id = _sample_id(index)
+        item = scores.lookup(sample_id) if scores is not None else None
+        samples.append(
+            SamplePrediction(
+                model=model, variant=variant, toolkit=TOOLKIT_VLMEVALKIT, benchmark=benchmark, dataset=dataset,
+                sample_id=sample_id, prediction="" if pd.isna(prediction) else str(prediction),
+                target="" if pd.isna(answer) else str(answer), source=str(path), run_time=run_time,
+                split="" if pd.isna(split) else _split_name(split), **(item or {}),
+            )
         )
-        for index, prediction, answer in zip(frame["index"], frame["prediction"], answers)
-    ]
+    return samples
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """The per-item scores of one VLMEvalKit per-item file, keyed by ``index`` (or ``g_index``).
+
+    Attributes:
+        path: The file they were read from.
+        column: The score column (one of :data:`ITEM_SCORE_COLUMNS`).
+        circular: Whether rows are circular groups (``g_index``): a prediction row's question is
+            ``index mod 1e6`` and the group's ``hit`` is its score.
+        items: ``{index text: (score, group, category)}``.
+    """
+
+    path: Path
+    column: str
+    circular: bool
+    items: dict[str, tuple[float, str, str]]
+
+    def lookup(self, sample_id: str) -> dict[str, Any] | None:
+        """``SamplePrediction`` keyword arguments (score, score_metric, group, category) of one row."""
+        key = sample_id
+        if self.circular:
+            try:
+                key = str(int(float(sample_id)) % CIRCULAR_INDEX_OFFSET)
+            except ValueError:
+                return None
+        found = self.items.get(key)
+        if found is None:
+            return None
+        score, group, category = found
+        return {"score": score, "score_metric": self.column, "group": group, "category": category}
+
+
+def _item_score_files(files: Iterable[Path], model: str, known: set[str]) -> dict[str, Path]:
+    """Per-item score files of a run (see :data:`ITEM_SCORE_FILE`), by dataset.
+
+    ``_result`` files carry a judge name (``<dataset>_exact_matching_result.xlsx``), resolved like
+    score files; ``_auxmatch``/``_results`` files name the dataset alone. A dataset with several
+    (xlsx and csv of one run) uses the first by name; ``.pkl`` intermediates are never opened.
+    """
+    found: dict[str, Path] = {}
+    for path in sorted(files):
+        match = ITEM_SCORE_FILE.match(path.name)
+        if not path.name.startswith(f"{model}_") or match is None:
+            continue
+        stem = match.group("stem")[len(model) + 1:]
+        dataset = _dataset_of(stem, known) if match.group("kind") == "result" else stem
+        found.setdefault(dataset, path)
+    return found
+
+
+def read_item_scores(path: Path, by_image: bool = False) -> ItemScores | None:
+    """Read the per-item scores VLMEvalKit wrote (never recomputed here).
+
+    Args:
+        path: A ``_result``/``_auxmatch``/``_results`` file (xlsx, csv or tsv).
+        by_image: Group items by ``image_path`` (MME: acc+ scores both questions of an image).
+
+    Returns:
+        The scores, or ``None`` (with a warning) when the file has none of
+        :data:`ITEM_SCORE_COLUMNS` (a judge file of another layout): its dataset's samples then
+        carry no score and the statistics cells say so.
+
+    Raises:
+        ResultFileError: An unreadable file, no ``index`` column, a score that is not a number or
+            boolean (named by line and column), or ``by_image`` without an ``image_path`` column.
+    """
+    try:
+        if path.suffix == ".xlsx":
+            frame = pd.read_excel(path, engine="openpyxl")
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    except Exception as error:  # openpyxl/pandas raise many types for a corrupt file
+        raise ResultFileError(path, f"cannot read per-item score file: {type(error).__name__}: {error}") from None
+    if "index" not in frame.columns:
+        raise ResultFileError(path, "per-item score file lacks the 'index' column")
+    column = next((c for c in ITEM_SCORE_COLUMNS if c in frame.columns), None)
+    if column is None:
+        logger.warning("%s: none of the per-item score columns %s; its samples carry no score", path, list(ITEM_SCORE_COLUMNS))
+        return None
+    if by_image and "image_path" not in frame.columns:
+        raise ResultFileError(path, "MME per-item scores need the 'image_path' column (acc+ pairs the questions of an image)")
+    circular = "g_index" in frame.columns
+    keys = frame["g_index"] if circular else frame["index"]
+    categories = frame["category"] if "category" in frame.columns else pd.Series([""] * len(frame))
+    items = {}
+    for position, (key, value, category) in enumerate(zip(keys, frame[column], categories)):
+        where = f"line {position + 2}, column {column!r}"  # header = line 1 (xlsx: row 1)
+        score = _item_score(value, path, where)
+        question = _sample_id(key)
+        if by_image:
+            group = str(frame["image_path"].iloc[position])
+        else:
+            group = question if circular else ""
+        items[question] = (score, group, "" if pd.isna(category) else str(category))
+    return ItemScores(path, column, circular, items)
+
+
+def _item_score(value: Any, path: Path, where: str) -> float:
+    """A per-item score cell: a boolean (``True``/``False``, also as text) or a finite number."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(bool(value))
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(value.strip().lower() == "true")
+    return number(value, path, where)
 
 
 def _sample_id(index: Any) -> str:

@@ -4,6 +4,7 @@ are the toolkits' own, and a second run reuses the finished phases with the same
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,22 @@ def test_second_run_reuses_finished_phases_with_same_numbers(demo_out):
     after = json.loads((demo_out / "demo_summary.json").read_text())
     assert after["reused_phases"] == ["data", "train", "ablate", "vlmevalkit", "lmms-eval", "report"]
     assert after["accuracy"] == before["accuracy"]
+
+
+def test_delta_p_values_are_binomial_tests_on_the_samples_scores(demo_out):
+    """Every TG-vs-baseline p-value is the exact binomial test on the discordant pairs, recomputed
+    from the samples CSV's ``score`` column (the toolkits' own per-item scores)."""
+    from tests.unit.results.test_item_scores import assert_p_values_match_samples
+
+    board = demo_out / "report" / "leaderboard" / "csv"
+    samples_csv = demo_out / "report" / "results.samples.csv"
+    stats = sorted(board.glob("deltas_*_stats.csv"))
+    assert [p.name for p in stats] == ["deltas_lmms_eval_stats.csv", "deltas_vlmevalkit_stats.csv"]
+    # The demo's three VLMEvalKit sets and four lmms-eval tasks are all 0/1 accuracies.
+    assert_p_values_match_samples(stats, samples_csv, minimum=7)
+    scores = pd.read_csv(samples_csv, keep_default_na=False)
+    assert (scores["score"] != "").all()  # every demo sample carries its toolkit's per-item score
+    # the ablation report's deltas carry the same statistics: "Δ [low, high]" cells and the test named
+    ablation = (demo_out / "report" / "ablation_report.md").read_text()
+    assert re.search(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", ablation), ablation
+    assert "McNemar" in ablation

@@ -51,6 +51,10 @@ def accuracy_rows(report: dict) -> list[dict[str, Any]]:
             continue
         kind = _KINDS[record["benchmark"]]
         rows.append({"model": record["model"], "toolkit": record["toolkit"], "benchmark": record["benchmark"],
+                     # What the paired statistics need to find the record's per-item scores.
+                     "variant": record.get("variant", ""), "dataset": record.get("dataset", ""),
+                     "split": record.get("split", ""), "metric": record.get("metric", "accuracy"),
+                     "scale": record.get("scale", "percent"),
                      "accuracy": float(record["value"]), "chance_uniform": 100 * report["chance"][kind]["uniform"],
                      "chance_majority": 100 * report["chance"][kind]["majority"],
                      "chance_question_prior": 100 * report["chance"][kind]["question_prior"],
@@ -101,12 +105,24 @@ def _chance_finding(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def ablation_table(rows: list[dict[str, Any]]) -> Table:
+def _as_record(row: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`accuracy_rows` row as the records-frame row the paired statistics read."""
+    return {"toolkit": row["toolkit"], "model": row["model"], "variant": row.get("variant", ""),
+            "dataset": row.get("dataset", ""), "split": row.get("split", ""), "metric": row.get("metric", "accuracy"),
+            "scale": row.get("scale", "percent"), "value": row["accuracy"]}
+
+
+def ablation_table(rows: list[dict[str, Any]], samples: Any = None) -> Table:
     """The VLMEvalKit accuracies of :data:`ABLATION_ROWS` per benchmark, each with its Δ against
     the full model (the full model's own Δ and the cells of a missing score are missing).
 
+    With ``samples`` (the samples frame of ``collect``, with per-item scores), every Δ gets the
+    leaderboards' paired statistics (:mod:`tg_llava_eval.leaderboards.comparisons`: bootstrap
+    interval, exact McNemar p-value), shown as ``Δ [low, high]`` and in the table's ``stats``.
+
     Args:
         rows: :func:`accuracy_rows` (rows of other toolkits are left out).
+        samples: Optional samples frame.
 
     Returns:
         Label columns ``model``, ``switches``, ``how``; per benchmark (sorted) a value column and a
@@ -116,34 +132,45 @@ def ablation_table(rows: list[dict[str, Any]]) -> Table:
     # which the demo's settings and phases do not need.
     import pandas as pd
 
+    from tg_llava_eval.leaderboards.comparisons import StatsCollector
     from tg_llava_eval.leaderboards.table import FORMAT_DELTA, FORMAT_SCORE, Table
 
     vlm = [r for r in rows if r["toolkit"] == "vlmevalkit"]
     benchmarks = sorted({r["benchmark"] for r in vlm})
     value = {(r["model"], r["benchmark"]): r["accuracy"] for r in vlm}
+    by_cell = {(r["model"], r["benchmark"]): r for r in vlm}
     reference = ABLATION_ROWS[0][0]
+    collector = StatsCollector(samples) if samples is not None else None
     records = []
-    for model, switches, how in ABLATION_ROWS:
+    for position, (model, switches, how) in enumerate(ABLATION_ROWS):
         record: dict[str, Any] = {"model": model, "switches": switches, "how": how}
         for b in benchmarks:
             v, full = value.get((model, b), math.nan), value.get((reference, b), math.nan)
             record[b] = v
             record[f"{b} Δ"] = math.nan if model == reference else v - full
+            if collector is not None and model != reference and (model, b) in by_cell and (reference, b) in by_cell:
+                collector.add(position, f"{b} Δ", _as_record(by_cell[(model, b)]), _as_record(by_cell[(reference, b)]),
+                              toolkit="vlmevalkit", benchmark=b, variant_a=model, variant_b=reference)
         records.append(record)
     value_columns = [c for b in benchmarks for c in (b, f"{b} Δ")]
     frame = pd.DataFrame(records, columns=["model", "switches", "how", *value_columns])
     frame[value_columns] = frame[value_columns].astype(float)
     return Table(name="demo_ablation", title="Accuracy (%) per switch", frame=frame, label_columns=3,
-                 formats={c: (FORMAT_DELTA if c.endswith(" Δ") else FORMAT_SCORE) for c in value_columns})
+                 formats={c: (FORMAT_DELTA if c.endswith(" Δ") else FORMAT_SCORE) for c in value_columns},
+                 intervals=collector.intervals if collector is not None else {},
+                 stats=collector.frame() if collector is not None else None,
+                 notes=collector.notes() if collector is not None else ())
 
 
-def ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = True) -> str:
+def ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = True, samples: Any = None) -> str:
     """The ablation report: :func:`ablation_table`, then the findings and how to read them.
 
     Args:
         rows: :func:`accuracy_rows`.
         pretrained_parts: Whether the models were assembled from the pretrained tiny CLIP and LLM
             (else random-initialised); named in the closing sentence.
+        samples: The samples frame of ``collect`` (per-item scores): the Δs then carry the
+            leaderboards' paired statistics; without it the findings say the Δs have none.
 
     Returns:
         The Markdown text, ending with a newline.
@@ -151,7 +178,7 @@ def ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = Tr
     from tg_llava_eval.leaderboards.render_text import table_to_markdown
 
     vlm = [r for r in rows if r["toolkit"] == "vlmevalkit"]
-    table = ablation_table(vlm)
+    table = ablation_table(vlm, samples)
     benchmarks = sorted({r["benchmark"] for r in vlm})
     value = {(r["model"], r["benchmark"]): r["accuracy"] for r in vlm}
     reference = ABLATION_ROWS[0][0]
@@ -169,6 +196,14 @@ def ablation_markdown(rows: list[dict[str, Any]], *, pretrained_parts: bool = Tr
             findings.append(f"- {switches} ({how}): mean Δ {mean:+.1f} points over {len(deltas)} benchmarks, "
                             f"{verdict} the full model.")
     findings.append(_chance_finding(vlm))
+    if samples is None:
+        findings.append("- The Δs carry no confidence intervals: no per-item scores were given to the report "
+                        "(pass the samples of `collect`).")
+    elif table.stats is not None and len(table.stats):
+        significant = table.stats[table.stats["p_value"] < ABOVE_CHANCE_ALPHA]
+        findings.append(f"- Paired tests of the Δs (exact McNemar, p < {ABOVE_CHANCE_ALPHA}): "
+                        + (", ".join(f"{r.variant_a} on {r.benchmark} (p = {r.p_value:.2g})" for r in significant.itertuples())
+                           if len(significant) else "none differs significantly from the full model") + ".")
     item_points = ", ".join(f"{100 / n:.1f}" for n in sizes)
     start = ("assembled from a tiny CLIP and LLM pretrained on the synthetic domain, "
              "tools/pretrain_tiny_components.py" if pretrained_parts else "random-initialised")

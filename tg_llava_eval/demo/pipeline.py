@@ -223,6 +223,15 @@ def write_model_mapping(models: dict, path: Path) -> Path:
     return path
 
 
+def _collected_samples(results_csv: Path):
+    """The samples frame ``collect`` wrote beside ``results_csv`` (per-item scores for the paired
+    statistics of the ablation report)."""
+    from tg_llava_eval.cli.collect import samples_path_for
+    from tg_llava_eval.results import read_samples_csv, samples_to_frame
+
+    return samples_to_frame(read_samples_csv(samples_path_for(results_csv)))
+
+
 def _report(models: dict, data: dict, eval_dirs: dict, out: Path) -> dict:
     """``tg-llava-eval collect`` over both toolkits' outputs, then ``tg-llava-eval leaderboard``.
 
@@ -290,7 +299,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, fresh: bo
 
     rows = accuracy_rows(report)
     ablation_path = out / "report" / "ablation_report.md"
-    ablation_path.write_text(ablation_markdown(rows, pretrained_parts=settings.components is not None))
+    ablation_path.write_text(ablation_markdown(rows, pretrained_parts=settings.components is not None,
+                                               samples=_collected_samples(Path(report["results_csv"]))))
     summary = {
         "settings": dataclasses.asdict(settings),
         "phase_seconds": phases.seconds,

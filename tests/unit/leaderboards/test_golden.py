@@ -68,7 +68,12 @@ def test_latex(built):
 def test_csv(built):
     out, result = built
     names = sorted(p.name for p in result.files["csv"])
-    assert names == sorted(f"{t.name}.csv" for t in result.tables)
+    # One CSV per table, plus the long-format statistics beside every table with comparisons.
+    assert names == sorted([f"{t.name}.csv" for t in result.tables] + [f"{t.name}_stats.csv" for t in result.tables if t.stats is not None])
+    assert {n for n in names if n.endswith("_stats.csv")} == {
+        "deltas_vlmevalkit_stats.csv", "deltas_lmms_eval_stats.csv", "ablation_vlmevalkit_stats.csv",
+        "ablation_lmms_eval_stats.csv", "toolkit_agreement_stats.csv",
+    }
     for name in names:
         check_golden(f"csv/{name}", (out / "csv" / name).read_text())
 
