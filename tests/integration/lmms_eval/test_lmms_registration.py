@@ -7,12 +7,11 @@ editable install (no ``LMMS_EVAL_PLUGINS``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from importlib.metadata import entry_points
 
 import pytest
 
+from tests.python_probe import run_python_probe
 from tg_llava_eval.model_wrappers import lmms_eval_registration as registration
 
 WRAPPER = "tg_llava_eval.model_wrappers.lmms_eval"
@@ -63,7 +62,7 @@ def test_every_paper_variant_has_a_checked_lmms_eval_class():
 def test_registration_module_is_light_and_safe_to_import_before_lmms_eval():
     """Importing the entry-point module first must neither pull heavy modules nor lose the
     registration (a module-level lmms-eval import would re-enter it half-initialised)."""
-    code = (
+    run_python_probe(
         "import sys\n"
         "import tg_llava_eval.model_wrappers.lmms_eval_registration\n"
         "heavy = [m for m in ('torch', 'transformers', 'lmms_eval') if m in sys.modules]\n"
@@ -71,11 +70,9 @@ def test_registration_module_is_light_and_safe_to_import_before_lmms_eval():
         "import lmms_eval.models as m\n"
         "assert 'tg_llava' in m.list_available_models(), m.list_available_models()\n"
         "assert 'tg_llava_eval.model_wrappers.lmms_eval' not in sys.modules\n"
-        "assert 'torch' not in sys.modules\n"
+        "assert 'torch' not in sys.modules\n",
+        forbidden_output="Failed to load model entry-point manifests",
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Failed to load model entry-point manifests" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from tests.python_probe import run_python_probe
 from tg_llava_eval.cli import main
 from tg_llava_eval.results import read_records_csv, read_samples_csv
 
@@ -74,13 +74,16 @@ def test_leaderboard_rejects_a_bad_records_file(tmp_path, caplog):
     assert any(str(bad) in m and "missing column(s)" in m for m in caplog.messages)
 
 
+@pytest.mark.slow
 def test_results_and_leaderboards_do_not_import_torch():
-    code = (
+    """At run time too: a whole collect imports neither torch nor a toolkit (the layering test
+    checks the imports alone)."""
+    run_python_probe(
         "import sys\n"
         "import tg_llava_eval.results, tg_llava_eval.leaderboards, tg_llava_eval.cli.collect, tg_llava_eval.cli.leaderboard\n"
         "from tg_llava_eval.results import collect\n"
         f"collect([{str(OUTPUTS / 'lmms_eval')!r}])\n"
         "bad = sorted(m for m in ('torch', 'transformers', 'vlmeval', 'lmms_eval') if m in sys.modules)\n"
-        "assert not bad, bad\n"
+        "assert not bad, bad\n",
+        cwd=REPO,
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

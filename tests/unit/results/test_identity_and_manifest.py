@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.python_probe import run_python_probe
 from tg_llava_eval.results import (
     ModelIdentity,
     ResultFileError,
@@ -189,14 +188,11 @@ def test_manifest_switches_define_unknown_variants():
 
 def test_identity_table_reads_the_catalogue_without_torch():
     """results and leaderboards read the variant catalogue itself: no mirror, no torch."""
-    code = (
+    run_python_probe(
         "import sys\n"
         "for name in ('torch', 'transformers'): sys.modules[name] = None\n"
         "from tg_llava_eval.results.identity import MODEL_PRESETS, VARIANTS\n"
         "assert MODEL_PRESETS['TG-LLaVA-Llama3-8B-no-FOM'] == 'tg-llava-llama3-8b-no-fom'\n"
         "assert MODEL_PRESETS['LLaVA-1.5-Qwen2-7B-TG'] == 'llava-1.5-qwen2-7b'\n"
         "assert VARIANTS['tiny-no-dp'].method == 'TG-LLaVA'\n"
-        "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
