@@ -149,6 +149,12 @@ def _is_ablation(variant: str, manifest: str) -> bool:
     return info is not None and info.method == METHOD_TG_LLAVA and not info.is_full_model
 
 
+def _has_paper_towers(variant: str, manifest: str) -> bool:
+    """The paper's CLIP towers (SigLIP variants are not the TG-LLaVA side of a Δ against LLaVA-1.5)."""
+    info = variant_switches(variant, _manifest(manifest))
+    return info is None or info.paper_towers
+
+
 def _manifest(text: str) -> RunManifest | None:
     """The run manifest stored in a record's ``manifest`` column (``None`` if empty)."""
     if not text:
@@ -255,7 +261,9 @@ def delta_table(
     if not frame.empty:
         frame = newest_per_cell(frame, ["variant", "label"], f"deltas ({toolkit})")
         for llm in sorted({name for name in frame["llm"] if name}, key=_llm_rank):
-            ours = frame[(frame["llm"] == llm) & (frame["method"] == METHOD_TG_LLAVA)]
+            paper = pd.Series([_has_paper_towers(v, m) for v, m in zip(frame["variant"], frame["manifest"])],
+                              index=frame.index, dtype=bool)
+            ours = frame[(frame["llm"] == llm) & (frame["method"] == METHOD_TG_LLAVA) & paper]
             base = frame[(frame["llm"] == llm) & (frame["method"] == METHOD_LLAVA_15)]
             if ours.empty or base.empty:
                 continue

@@ -53,12 +53,15 @@ class VariantInfo:
         llm: Canonical LLM label (see :data:`LLM_ALIASES`).
         text_guided_mask: Whether TG-FOM is on (``use_text_guided_mask``).
         detail_perceiver: Whether TG-DP is on (``use_detail_perceiver``).
+        paper_towers: The paper's CLIP ViT-L/14-336 vision and guide towers (``False`` for the
+            SigLIP variants, which are compared with neither the paper nor LLaVA-1.5 in the Δ tables).
     """
 
     method: str
     llm: str
     text_guided_mask: bool
     detail_perceiver: bool
+    paper_towers: bool = True
 
     @property
     def is_full_model(self) -> bool:
@@ -68,7 +71,8 @@ class VariantInfo:
 
 #: The project's variants, read from the catalogue (:mod:`tg_llava_eval.variants`).
 VARIANTS: dict[str, VariantInfo] = {
-    name: VariantInfo(v.method, v.llm_label, v.switches.text_guided_mask, v.switches.detail_perceiver)
+    name: VariantInfo(v.method, v.llm_label, v.switches.text_guided_mask, v.switches.detail_perceiver,
+                      v.towers.is_paper)
     for name, v in CATALOGUE.items()
 }
 
@@ -301,5 +305,6 @@ def variant_switches(variant: str, manifest: RunManifest | None = None) -> Varia
                 llm=canonical_llm(manifest.llm) or (info.llm if info else ""),
                 text_guided_mask=switches["text_guided_mask"],
                 detail_perceiver=switches["detail_perceiver"],
+                paper_towers=info.paper_towers if info else True,
             )
     return info

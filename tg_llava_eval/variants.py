@@ -20,7 +20,16 @@ name                        what
 ``tg-llava-<llm>-no-dp``    ablation: TG-FOM only
 ``tiny``                    TG-LLaVA at toy sizes for tests and the demo (Qwen2-style LLM)
 ``tiny-baseline``           LLaVA-1.5 at the same toy sizes (also ``tiny-no-fom``, ``tiny-no-dp``)
+``tg-llava-<llm>-siglip-guide``   TG-LLaVA with SigLIP so400m's text tower as the guide (CLIP-L vision)
+``tg-llava-<llm>-siglip-vision``  TG-LLaVA with SigLIP so400m as the vision tower (CLIP-L text guide)
+``tg-llava-<llm>-siglip``   TG-LLaVA with both towers SigLIP so400m (also ``tiny-siglip-guide``,
+                            ``tiny-siglip-vision``, ``tiny-siglip`` at toy sizes)
 ==========================  ====================================================================
+
+The tower sets (:data:`TOWER_SETS`, families in :data:`TOWER_FAMILIES`) are the official README's
+"switch the text tower to ``google/siglip-so400m-patch14-384``" made real, and the same switch for
+the vision tower; the official code cannot run them (CLIP tokenizer and sizes hard-coded), so they
+have no parity reference (docs/architecture.md, "SigLIP towers").
 
 Provenance of the real sizes: CLIP ViT-L/14-336 and its text tower
 (``openai/clip-vit-large-patch14-336`` config.json); the LLMs' own config.json files
@@ -30,8 +39,11 @@ the TG module sizes are the official defaults of ``TGLlavaConfig``
 embedding row as llava-hf does: Vicuna 32000 (vocabulary padded to 32064), Llama-3 128256 (padded to
 128320, as llava-hf's llama3-llava-next), Qwen2 151646 (Qwen2-7B's embedding already has 152064 rows).
 
-Real-size presets instantiate on the meta device without any download (see
-``tests/unit/test_variants.py``, which pins every part's parameter count).
+SigLIP so400m sizes: ``google/siglip-so400m-patch14-384`` config.json (vision and text: width 1152,
+MLP 4304, 27 layers, 16 heads; vision 384 px, patch 14; text: the ``SiglipTextConfig`` defaults the
+file leaves unset, vocabulary 32000 and 64 positions). Real-size presets instantiate on the meta
+device without any download (see ``tests/unit/test_variants.py``, which pins every part's parameter
+count).
 """
 
 from __future__ import annotations
@@ -173,6 +185,127 @@ _TINY_PERCEIVER = dict(
     resampler_head_dim=12, num_key_value_heads=2, rms_norm_eps=1e-5,
 )
 
+#: Tiny SigLIP towers. Vision: 60 px / patch 14 -> 4 × 4 patches with a remainder the patch
+#: convolution drops, as so400m's 384 px / 14; no attention-pooling head (never read). Guide: 64
+#: positions (SigLIP's own), a pooled ``head`` narrower than the width so that a swapped width cannot
+#: pass, vocabulary and ids replaced by the locally trained SentencePiece tokenizer's.
+_TINY_SIGLIP_VISION = dict(
+    model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    num_attention_heads=4, image_size=60, patch_size=14, vision_use_head=False,
+)
+#: Vocabulary of the tiny SigLIP guide's SentencePiece model (the most the built-in corpus supports
+#: with room to spare; ``processing.tokenizers.build_sentencepiece_guide_tokenizer``).
+TINY_SIGLIP_GUIDE_VOCAB = 256
+_TINY_SIGLIP_GUIDE = dict(
+    model_type="siglip_text_model", hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+    num_attention_heads=4, max_position_embeddings=64, projection_size=20,
+    vocab_size=TINY_SIGLIP_GUIDE_VOCAB, bos_token_id=None, eos_token_id=1, pad_token_id=1,
+)
+#: SigLIP so400m/14-384 (``google/siglip-so400m-patch14-384`` config.json). ``vision_use_head``
+#: False: the attention-pooling head is never read (TG-LLaVA uses hidden states, as llava-hf's
+#: SigLIP-based LLaVA-OneVision configs); assembling drops its weights with that reason.
+_SIGLIP_SO400M_VISION = dict(
+    model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+    num_attention_heads=16, image_size=384, patch_size=14, vision_use_head=False,
+)
+#: The text tower of the same file; vocabulary 32000 and 64 positions are the ``SiglipTextConfig``
+#: defaults it relies on. Its ``</s>`` (id 1) is eos and pad, no bos (SigLIP's tokenizer); the
+#: file's unset bos/eos defaults 49406/49407 are CLIP ids outside this vocabulary.
+_SIGLIP_SO400M_TEXT = dict(
+    model_type="siglip_text_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+    num_attention_heads=16, vocab_size=32000, max_position_embeddings=64,
+    bos_token_id=None, eos_token_id=1, pad_token_id=1,
+)
+
+
+@dataclass(frozen=True)
+class TowerFamily:
+    """One family of frozen towers (vision and text) at real and tiny sizes.
+
+    Attributes:
+        key: ``clip`` or ``siglip``.
+        vision_label / guide_label: How tables name the family's vision / text tower.
+        vision_config / guide_config: ``TGLlavaConfig`` sub-config dicts at real size; ``None`` =
+            the config's defaults (CLIP ViT-L/14-336 and CLIP-L text).
+        tiny_vision_config / tiny_guide_config: The same at toy sizes.
+        source: Where the real sizes come from.
+    """
+
+    key: str
+    vision_label: str
+    guide_label: str
+    vision_config: dict[str, Any] | None
+    guide_config: dict[str, Any] | None
+    tiny_vision_config: dict[str, Any]
+    tiny_guide_config: dict[str, Any]
+    source: str
+
+
+TOWER_FAMILIES: dict[str, TowerFamily] = {
+    "clip": TowerFamily(
+        "clip", "CLIP ViT-L/14-336", "CLIP-L text", None, None, _TINY_VISION, _TINY_GUIDE,
+        "openai/clip-vit-large-patch14-336 config.json",
+    ),
+    "siglip": TowerFamily(
+        "siglip", "SigLIP so400m/14-384", "SigLIP so400m text", _SIGLIP_SO400M_VISION, _SIGLIP_SO400M_TEXT,
+        _TINY_SIGLIP_VISION, _TINY_SIGLIP_GUIDE,
+        "google/siglip-so400m-patch14-384 config.json (vision and text widths 1152, MLP 4304, 27 layers, "
+        "16 heads; 384 px, patch 14; text vocabulary 32000 and 64 positions = SiglipTextConfig defaults)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Towers:
+    """Which family the vision tower and the guide tower come from, and how names say so.
+
+    Attributes:
+        key: ``clip`` (the paper's), ``siglip-guide``, ``siglip-vision`` or ``siglip`` (both).
+        vision: The vision tower's family (:data:`TOWER_FAMILIES`).
+        guide: The guide tower's family.
+        name_suffix: Appended to the variant name (``tg-llava-qwen2-7b-siglip-guide``).
+        vlmevalkit_suffix: Appended to the VLMEvalKit preset name (``TG-LLaVA-Qwen2-7B-SigLIP-Guide``).
+        short: The switch in a few words (``SigLIP guide``), for variant labels.
+    """
+
+    key: str
+    vision: TowerFamily
+    guide: TowerFamily
+    name_suffix: str
+    vlmevalkit_suffix: str
+    short: str
+
+    @property
+    def label(self) -> str:
+        """The towers in one phrase (``SigLIP so400m/14-384 vision, SigLIP so400m text guide``)."""
+        return f"{self.vision.vision_label} vision, {self.guide.guide_label} guide"
+
+    @property
+    def is_paper(self) -> bool:
+        """The paper's towers (CLIP ViT-L/14-336 and its text tower)."""
+        return self.vision.key == self.guide.key == "clip"
+
+    @property
+    def source(self) -> str:
+        """Provenance of the towers' sizes."""
+        families = {family.key: family for family in (self.vision, self.guide)}
+        return "; ".join(f"{key}: {family.source}" for key, family in families.items())
+
+
+#: The tower sets: the paper's CLIP pair and the SigLIP switches (guide, vision, both).
+TOWER_SETS: dict[str, Towers] = {
+    t.key: t
+    for t in (
+        Towers("clip", TOWER_FAMILIES["clip"], TOWER_FAMILIES["clip"], "", "", "CLIP towers"),
+        Towers("siglip-guide", TOWER_FAMILIES["clip"], TOWER_FAMILIES["siglip"], "-siglip-guide", "-SigLIP-Guide",
+               "SigLIP guide"),
+        Towers("siglip-vision", TOWER_FAMILIES["siglip"], TOWER_FAMILIES["clip"], "-siglip-vision", "-SigLIP-Vision",
+               "SigLIP vision"),
+        Towers("siglip", TOWER_FAMILIES["siglip"], TOWER_FAMILIES["siglip"], "-siglip", "-SigLIP",
+               "SigLIP vision and guide"),
+    )
+}
+
 #: The paper's three LLMs, in the order of its main table.
 PAPER_LLMS: tuple[str, ...] = ("vicuna-13b", "llama3-8b", "qwen2-7b")
 
@@ -229,8 +362,9 @@ class Variant:
         name: Preset name (``tg-llava-qwen2-7b``).
         switches: Which TG modules it has (:data:`SWITCHES`).
         backbone: The LLM.
-        tiny: Toy towers instead of CLIP-L.
+        tiny: Toy towers instead of real-size ones.
         provenance: Where the numbers come from.
+        towers: Vision and guide tower families (:data:`TOWER_SETS`; the paper's CLIP pair by default).
         vlmevalkit_name: Its VLMEvalKit ``--model`` preset (``TG-LLaVA-Qwen2-7B``); ``None`` for the
             tiny presets, which are run through the generic ``tg_llava`` preset.
         vlmevalkit_aliases: Other toolkit model names that identify this variant in score files
@@ -249,6 +383,7 @@ class Variant:
     vlmevalkit_aliases: tuple[str, ...] = ()
     lmms_eval_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    towers: Towers = TOWER_SETS["clip"]
 
     @property
     def method(self) -> str:
@@ -257,8 +392,14 @@ class Variant:
 
     @property
     def label(self) -> str:
-        """What the variant is, in one phrase (``TG-LLaVA w/o TG-FOM``)."""
-        return self.switches.label
+        """What the variant is, in one phrase (``TG-LLaVA w/o TG-FOM``; other towers than the
+        paper's are named: ``TG-LLaVA, SigLIP guide``)."""
+        return self.switches.label if self.towers.is_paper else f"{self.switches.label}, {self.towers.short}"
+
+    @property
+    def tower_label(self) -> str:
+        """The towers in one phrase, for tables (:attr:`Towers.label`; ``toy …`` for tiny presets)."""
+        return f"toy {self.towers.short}" if self.tiny else self.towers.label
 
     @property
     def llm(self) -> str:
@@ -306,17 +447,23 @@ class Variant:
             variant=self.name,
             **self.switches.config_fields,
         )
+        vision_family, guide_family = self.towers.vision, self.towers.guide
         if self.tiny:
-            guide = dict(_TINY_GUIDE)
+            guide = dict(guide_family.tiny_guide_config)
             guide.update(overrides.pop("guide_config", {}))
             kwargs.update(
-                vision_config=dict(_TINY_VISION),
+                vision_config=dict(vision_family.tiny_vision_config),
                 guide_config=guide,
                 qformer_config=dict(_TINY_QFORMER),
                 perceiver_config=dict(_TINY_PERCEIVER),
             )
-        elif "guide_config" in overrides:
-            kwargs["guide_config"] = overrides.pop("guide_config")
+        else:
+            if vision_family.vision_config is not None:
+                kwargs["vision_config"] = dict(vision_family.vision_config)
+            if "guide_config" in overrides:
+                kwargs["guide_config"] = overrides.pop("guide_config")
+            elif guide_family.guide_config is not None:
+                kwargs["guide_config"] = dict(guide_family.guide_config)
         kwargs.update(self.extra)
         kwargs.update(overrides)
         return TGLlavaConfig(**kwargs)
@@ -349,10 +496,24 @@ def _build_registry() -> dict[str, Variant]:
                 vlmevalkit_aliases=(f"{stem}-TG",) if baseline else (),
                 lmms_eval_id=_lmms_eval_id(name),
             )
+        # The SigLIP tower switches, on the full model (both TG modules on).
+        for towers in (t for t in TOWER_SETS.values() if not t.is_paper):
+            name = f"tg-llava-{key}{towers.name_suffix}"
+            variants[name] = Variant(
+                name, SWITCHES["tg"], backbone, towers=towers,
+                provenance=f"{paper} (README: switch the text tower to SigLIP; beyond the official code, no parity "
+                           f"reference); LLM: {backbone.source}; towers: {towers.source}",
+                vlmevalkit_name=f"TG-LLaVA-{backbone.vlmevalkit_stem}{towers.vlmevalkit_suffix}",
+                lmms_eval_id=_lmms_eval_id(name),
+            )
     tiny = LLM_BACKBONES["tiny"]
     for switches in SWITCHES.values():
         suffix = "-baseline" if switches.method == METHOD_LLAVA_15 else switches.name_suffix
         variants[f"tiny{suffix}"] = Variant(f"tiny{suffix}", switches, tiny, tiny=True, provenance=tiny.source)
+    for towers in (t for t in TOWER_SETS.values() if not t.is_paper):
+        name = f"tiny{towers.name_suffix}"
+        variants[name] = Variant(name, SWITCHES["tg"], tiny, tiny=True, towers=towers,
+                                 provenance=f"{tiny.source}; tiny {towers.label}")
     return variants
 
 
@@ -392,6 +553,8 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "text_config.model_type",
     "text_config.hidden_size",
     "text_config.num_hidden_layers",
+    "vision_config.model_type",
+    "guide_config.model_type",
     "vision_config.hidden_size",
     "vision_config.image_size",
     "vision_config.patch_size",
@@ -468,6 +631,7 @@ def check_variant(config: Any, variant: str, *, source: str, hint: str = "") -> 
 
 __all__ = [
     "IDENTITY_FIELDS", "LLM_BACKBONES", "METHOD_LLAVA_15", "METHOD_TG_LLAVA", "PAPER_LLMS", "SWITCHES",
-    "TINY_GUIDE_MERGES", "VARIANTS", "LLMBackbone", "Switches", "Variant", "check_variant", "get_variant",
-    "list_variants", "recognise_variant", "variant_mismatches",
+    "TINY_GUIDE_MERGES", "TINY_SIGLIP_GUIDE_VOCAB", "TOWER_FAMILIES", "TOWER_SETS", "VARIANTS", "LLMBackbone",
+    "Switches", "TowerFamily", "Towers", "Variant", "check_variant", "get_variant", "list_variants",
+    "recognise_variant", "variant_mismatches",
 ]

@@ -6,8 +6,10 @@ switches that turn the model into LLaVA-1.5 or into an ablation:
 ==================  =========================  ==============================================
 sub-config          class                      role
 ==================  =========================  ==============================================
-``vision_config``   ``CLIPVisionConfig``       frozen CLIP ViT (ViT-L/14-336 officially)
-``guide_config``    ``CLIPTextConfig``         frozen CLIP text tower reading the instruction
+``vision_config``   ``CLIPVisionConfig`` or    frozen ViT (CLIP ViT-L/14-336 officially; SigLIP
+                    ``SiglipVisionConfig``     so400m as the README's switch, issue #20)
+``guide_config``    ``CLIPTextConfig`` or      frozen text tower reading the instruction (CLIP-L
+                    ``SiglipTextConfig``       text officially; SigLIP's text tower)
 ``text_config``     any causal-LM config       the LLM (Llama / Vicuna / Qwen2 tested)
 ``qformer_config``  ``Blip2QFormerConfig``     TG-FOM's Q-Former over the pooled guide
 ``perceiver_config````Idefics2PerceiverConfig``TG-DP's perceiver resampler
@@ -22,16 +24,25 @@ Every size that the official code hard-codes (576 queries, 2304 crop positions, 
 77 guide tokens) is *derived* here from the sub-configs, and inconsistent combinations raise a
 :class:`~tg_llava_eval.errors.TGLlavaConfigError` naming the fields, so that a SigLIP tower or a
 different crop grid either works or fails loudly at construction.
+
+Tower conventions (:data:`VISION_TOWERS`, :data:`GUIDE_TOWERS`, keyed by the sub-config's
+``model_type``: dispatch by type, never by name) are the facts about a tower family that the model
+and the processor read and that its sizes do not say: whether the vision tower prepends a CLS
+token, where the pooled text embedding comes from and how wide it is, and how the text tower was
+trained to see padding (CLIP: padded to the batch's longest with an attention mask, pooled at the
+EOS token; SigLIP: always padded to ``max_length`` = its 64 positions, no attention mask, pooled
+at the last position through its ``head``). The official code only knows CLIP; SigLIP support is
+beyond it (docs/architecture.md, "SigLIP towers").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 from transformers.models.blip_2.configuration_blip_2 import Blip2QFormerConfig
-from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 from transformers.models.idefics2.configuration_idefics2 import Idefics2PerceiverConfig
 
 from ..conversation import TEMPLATES
@@ -45,6 +56,70 @@ CROP_SOURCES = ("upsampled", "original")
 GUIDE_PADDING_MODES = ("masked", "official")
 #: Which input each perceiver layer attends to, in the official order (layer 0 text, layer 1 crops).
 PERCEIVER_CONTEXTS = ("guide", "crops")
+
+
+@dataclass(frozen=True)
+class VisionTowerConvention:
+    """What the model must know about a vision-tower family beyond its config's sizes.
+
+    Attributes:
+        model_type: The sub-config's ``model_type`` (``clip_vision_model``).
+        has_cls_token: The tower prepends a CLS token to the patch tokens (CLIP), which the patch
+            features drop; SigLIP has none (its hidden states are the patches only).
+        partial_patches: ``image_size`` need not be a multiple of ``patch_size``: the tower's
+            ``padding="valid"`` patch convolution drops the remainder and its position table has
+            ``(image_size // patch_size)²`` rows (SigLIP so400m: 384 px, patch 14 -> 27 × 27).
+            CLIP-L/336 divides exactly and the check is kept strict for it.
+    """
+
+    model_type: str
+    has_cls_token: bool
+    partial_patches: bool
+
+
+@dataclass(frozen=True)
+class GuideTowerConvention:
+    """What the model and the processor must know about a guide (text) tower family.
+
+    Attributes:
+        model_type: The sub-config's ``model_type`` (``clip_text_model``).
+        pooled_width_field: The ``guide_config`` field giving the width of ``pooler_output`` (what
+            TG-FOM reads): CLIP's is the un-projected EOS state (``hidden_size``); SigLIP's goes
+            through the text model's own ``head`` (``projection_size``).
+        pools_at_eos: ``pooler_output`` is read at the EOS token (CLIP), so ``eos_token_id`` must be
+            a vocabulary row; SigLIP pools the last position whatever it holds.
+        pad_to_max_length: Guides are always padded to the tower's ``max_position_embeddings``
+            (SigLIP was trained with ``padding="max_length"``: its pooled last position is then a
+            pad); otherwise to the batch's longest guide (CLIP).
+        tower_attention_mask: The padding mask is passed to the tower (CLIP); SigLIP's text tower
+            was trained without one and sees its padding.
+    """
+
+    model_type: str
+    pooled_width_field: str
+    pools_at_eos: bool
+    pad_to_max_length: bool
+    tower_attention_mask: bool
+
+
+#: Vision towers TG-LLaVA can use, by ``vision_config.model_type``.
+VISION_TOWERS: dict[str, VisionTowerConvention] = {
+    c.model_type: c
+    for c in (
+        VisionTowerConvention("clip_vision_model", has_cls_token=True, partial_patches=False),
+        VisionTowerConvention("siglip_vision_model", has_cls_token=False, partial_patches=True),
+    )
+}
+#: Guide towers TG-LLaVA can use, by ``guide_config.model_type``.
+GUIDE_TOWERS: dict[str, GuideTowerConvention] = {
+    c.model_type: c
+    for c in (
+        GuideTowerConvention("clip_text_model", pooled_width_field="hidden_size", pools_at_eos=True,
+                             pad_to_max_length=False, tower_attention_mask=True),
+        GuideTowerConvention("siglip_text_model", pooled_width_field="projection_size", pools_at_eos=False,
+                             pad_to_max_length=True, tower_attention_mask=False),
+    )
+}
 
 # Official sizes: CLIP ViT-L/14-336 (vision) and its text tower (guide).
 _CLIP_L_336_VISION = dict(
@@ -100,8 +175,10 @@ class TGLlavaConfig(PreTrainedConfig):
     r"""Composite configuration of :class:`~tg_llava_eval.modeling.TGLlavaForConditionalGeneration`.
 
     Args:
-        vision_config: CLIP vision tower (frozen). Default: CLIP ViT-L/14-336.
-        guide_config: CLIP text tower that encodes the instruction (frozen). Default: CLIP-L text.
+        vision_config: Vision tower (frozen), CLIP or SigLIP (:data:`VISION_TOWERS`; a dict
+            without ``model_type`` is CLIP). Default: CLIP ViT-L/14-336.
+        guide_config: Text tower that encodes the instruction (frozen), CLIP or SigLIP
+            (:data:`GUIDE_TOWERS`). Default: CLIP-L text.
         text_config: The LLM; any config ``AutoModelForCausalLM`` can build. Default: Llama.
         qformer_config: TG-FOM's Q-Former. ``encoder_hidden_size`` is derived (= vision width,
             the width of the single projected guide token it cross-attends to).
@@ -138,8 +215,14 @@ class TGLlavaConfig(PreTrainedConfig):
     model_type = "tg_llava"
     attribute_map = {"image_token_index": "image_token_id"}
     sub_configs_defaults = {
-        "vision_config": SubConfigSpec(config_class=CLIPVisionConfig, init_kwargs=_CLIP_L_336_VISION),
-        "guide_config": SubConfigSpec(config_class=CLIPTextConfig, init_kwargs=_CLIP_L_TEXT),
+        # Resolved by the dict's `model_type` (CLIP when absent): CLIP or SigLIP towers, see
+        # VISION_TOWERS / GUIDE_TOWERS for the families the model knows.
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=_CLIP_L_336_VISION
+        ),
+        "guide_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="clip_text_model", init_kwargs=_CLIP_L_TEXT
+        ),
         # Vicuna/Llama vocabulary (32000) plus the <image> row, padded to a multiple of 64 as in
         # llava-hf's LLaVA-1.5 conversions.
         "text_config": SubConfigSpec(
@@ -189,8 +272,24 @@ class TGLlavaConfig(PreTrainedConfig):
         return self.vision_config.image_size
 
     @property
+    def vision_tower_convention(self) -> VisionTowerConvention:
+        """The vision tower family's conventions (:data:`VISION_TOWERS`)."""
+        return VISION_TOWERS[self.vision_config.model_type]
+
+    @property
+    def guide_tower_convention(self) -> GuideTowerConvention:
+        """The guide tower family's conventions (:data:`GUIDE_TOWERS`)."""
+        return GUIDE_TOWERS[self.guide_config.model_type]
+
+    @property
+    def vision_has_cls_token(self) -> bool:
+        """Whether the vision tower's hidden states start with a CLS token to drop (CLIP yes, SigLIP no)."""
+        return self.vision_tower_convention.has_cls_token
+
+    @property
     def num_patches(self) -> int:
-        """Patch tokens per image after dropping CLS: ``(image_size / patch_size)²`` (576)."""
+        """Patch tokens per image, CLS excluded: ``(image_size // patch_size)²`` (576 for CLIP-L/336,
+        729 for SigLIP so400m at 384 px / patch 14)."""
         return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
 
     @property
@@ -220,8 +319,19 @@ class TGLlavaConfig(PreTrainedConfig):
 
     @property
     def guide_max_length(self) -> int:
-        """Longest guide the CLIP text tower accepts (77)."""
+        """Longest guide the text tower accepts: its positions (77 for CLIP, 64 for SigLIP)."""
         return self.guide_config.max_position_embeddings
+
+    @property
+    def guide_pooled_size(self) -> int:
+        """Width of the guide tower's ``pooler_output``, TG-FOM's input: CLIP's ``hidden_size``
+        (768), SigLIP's ``projection_size`` (its text ``head``; 1152 for so400m)."""
+        return getattr(self.guide_config, self.guide_tower_convention.pooled_width_field)
+
+    @property
+    def guide_pad_to_max_length(self) -> bool:
+        """Whether guides are padded to :attr:`guide_max_length` (SigLIP) instead of the longest (CLIP)."""
+        return self.guide_tower_convention.pad_to_max_length
 
     @property
     def is_baseline(self) -> bool:
@@ -241,7 +351,28 @@ class TGLlavaConfig(PreTrainedConfig):
             self.qformer_config,
             self.perceiver_config,
         )
-        if vision.image_size % vision.patch_size:
+        if vision.model_type not in VISION_TOWERS:
+            raise TGLlavaConfigError(
+                f"vision_config.model_type={vision.model_type!r} is not a vision tower TG-LLaVA knows; "
+                f"known: {tuple(VISION_TOWERS)}"
+            )
+        if guide.model_type not in GUIDE_TOWERS:
+            raise TGLlavaConfigError(
+                f"guide_config.model_type={guide.model_type!r} is not a guide tower TG-LLaVA knows; "
+                f"known: {tuple(GUIDE_TOWERS)}"
+            )
+        for name in ("image_size", "patch_size"):
+            if not isinstance(getattr(vision, name), int):
+                raise TGLlavaConfigError(
+                    f"vision_config.{name} must be one integer (square images and patches), got "
+                    f"{getattr(vision, name)!r}"
+                )
+        if vision.image_size < vision.patch_size:
+            raise TGLlavaConfigError(
+                f"vision_config.image_size ({vision.image_size}) is smaller than "
+                f"vision_config.patch_size ({vision.patch_size}): no patch"
+            )
+        if vision.image_size % vision.patch_size and not self.vision_tower_convention.partial_patches:
             raise TGLlavaConfigError(
                 f"vision_config.image_size ({vision.image_size}) must be a multiple of "
                 f"vision_config.patch_size ({vision.patch_size})"
@@ -302,13 +433,24 @@ class TGLlavaConfig(PreTrainedConfig):
                 f"image_token_id ({self.image_token_id}) must be a row of the LLM embedding: "
                 f"0 <= image_token_id < text_config.vocab_size ({vocab})"
             )
-        for name, value in (("guide_config.eos_token_id", guide.eos_token_id),
-                            ("guide_config.pad_token_id", guide.pad_token_id)):
+        checked_ids = [("guide_config.pad_token_id", guide.pad_token_id)]
+        if self.guide_tower_convention.pools_at_eos:
+            checked_ids.insert(0, ("guide_config.eos_token_id", guide.eos_token_id))
+        for name, value in checked_ids:
             if value is not None and not 0 <= value < guide.vocab_size:
                 raise TGLlavaConfigError(
                     f"{name} ({value}) is outside guide_config.vocab_size ({guide.vocab_size}); "
-                    "the pooled guide embedding is read at the EOS position"
+                    "the pooled guide embedding is read at the EOS position and guides are padded with it"
                 )
+        pooled_field = self.guide_tower_convention.pooled_width_field
+        if not isinstance(getattr(guide, pooled_field, None), int):
+            raise TGLlavaConfigError(
+                f"guide_config.{pooled_field} (the width of the {guide.model_type} pooler_output TG-FOM "
+                f"reads) must be an integer, got {getattr(guide, pooled_field, None)!r}"
+            )
 
 
-__all__ = ["TGLlavaConfig", "PROJECTOR_TYPES", "CROP_SOURCES", "GUIDE_PADDING_MODES"]
+__all__ = [
+    "TGLlavaConfig", "PROJECTOR_TYPES", "CROP_SOURCES", "GUIDE_PADDING_MODES", "GUIDE_TOWERS", "VISION_TOWERS",
+    "GuideTowerConvention", "VisionTowerConvention",
+]

@@ -28,6 +28,15 @@ no unused Q-Former word embeddings / MLM head / text-branch FFNs (the converter 
 ``guide_padding="masked"`` (default) masks the guide's padding inside TG-DP so batching does not
 change answers — ``"official"`` reproduces the unmasked behaviour.
 
+SigLIP towers (beyond the official code, which hard-codes CLIP; no parity reference exists):
+``SiglipVisionModel`` has no CLS token, so all ``(image_size // patch_size)²`` hidden states are
+patches (729 at 384 px / patch 14: 729 TG-FOM queries, 4 × 729 TG-DP positions);
+``SiglipTextModel``'s ``pooler_output`` is its ``head`` applied to the last position's final-LN
+state (``[B, projection_size]``; with guides padded to ``max_length`` the last position is a pad,
+as SigLIP was trained) and it is called without an attention mask, as it was trained. Which
+family a tower is comes from its sub-config's ``model_type``
+(:data:`~.configuration_tg_llava.VISION_TOWERS` / :data:`~.configuration_tg_llava.GUIDE_TOWERS`).
+
 The CLIP outputs are text-independent: :meth:`TGLlavaForConditionalGeneration.get_image_features`
 is the cacheable part, :meth:`~TGLlavaForConditionalGeneration.fuse_visual_features` the
 text-dependent rest. :meth:`~TGLlavaForConditionalGeneration.from_components` assembles a stage-1
@@ -42,13 +51,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.blip_2.modeling_blip_2 import Blip2QFormerModel
+from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
 from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverLayer, Idefics2RMSNorm
+from transformers.models.siglip.modeling_siglip import SiglipTextModel, SiglipVisionModel
 from transformers.utils import logging
 
 from ..errors import TGLlavaInputError
@@ -70,6 +81,19 @@ VISUAL_INPUT_NAMES = (
 TRAINABLE_GROUPS = ("projector", "text_guided_mask", "detail_perceiver", "llm")
 #: Module groups that stay frozen in both official stages.
 FROZEN_GROUPS = ("vision_tower", "guide_tower")
+
+#: The transformers class of each tower family, by sub-config ``model_type`` (the keys of
+#: ``VISION_TOWERS`` / ``GUIDE_TOWERS``). Explicit because ``AutoModel`` has no entry for
+#: ``SiglipTextConfig``; for CLIP these are the classes ``AutoModel`` picks. A unit test checks
+#: that the keys are those of the conventions.
+VISION_TOWER_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "clip_vision_model": CLIPVisionModel,
+    "siglip_vision_model": SiglipVisionModel,
+}
+GUIDE_TOWER_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "clip_text_model": CLIPTextModel,
+    "siglip_text_model": SiglipTextModel,
+}
 
 class TGLlavaProjector(nn.Module):
     """Two-layer MLP ``Linear(in→out), act, Linear(out→out)`` (``mlp2x_gelu``) or one Linear.
@@ -111,8 +135,9 @@ class TGLlavaTextGuidedMask(nn.Module):
     cross-attention query/key weights run but cannot change the output).
 
     Args:
-        config: The composite config; uses ``qformer_config``, ``guide_config.hidden_size``,
-            ``vision_config.hidden_size`` and :attr:`TGLlavaConfig.num_query_tokens`.
+        config: The composite config; uses ``qformer_config``, :attr:`TGLlavaConfig.guide_pooled_size`
+            (the guide ``pooler_output`` width), ``vision_config.hidden_size`` and
+            :attr:`TGLlavaConfig.num_query_tokens`.
     """
 
     def __init__(self, config: TGLlavaConfig):
@@ -121,8 +146,9 @@ class TGLlavaTextGuidedMask(nn.Module):
         vision_width = config.vision_config.hidden_size
         # [1, P, Dq]: one learnable latent per patch (the mask is added patch-wise).
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, qformer.hidden_size))
-        # Pooled guide (Dg) -> the one key/value token of the cross-attention (Q-Former encoder width).
-        self.guide_projection = nn.Linear(config.guide_config.hidden_size, qformer.encoder_hidden_size)
+        # Pooled guide (Dg: CLIP hidden_size, SigLIP projection_size) -> the one key/value token of
+        # the cross-attention (Q-Former encoder width).
+        self.guide_projection = nn.Linear(config.guide_pooled_size, qformer.encoder_hidden_size)
         self.qformer = Blip2QFormerModel(qformer)
         # Zero-initialised (weight and bias): M = 0 at init, so training starts from LLaVA-1.5.
         self.output_projection = nn.Linear(qformer.hidden_size, vision_width)
@@ -131,7 +157,7 @@ class TGLlavaTextGuidedMask(nn.Module):
         """Compute the mask.
 
         Args:
-            guide_pooled: ``[B, Dg]`` CLIP text ``pooler_output``.
+            guide_pooled: ``[B, Dg]`` guide tower ``pooler_output``.
 
         Returns:
             ``[B, P, Dv]`` mask to add to the patch features.
@@ -291,8 +317,9 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: TGLlavaConfig):
         super().__init__(config)
-        self.vision_tower = AutoModel.from_config(config.vision_config)
-        self.guide_tower = AutoModel.from_config(config.guide_config)
+        # `_from_config` is what `AutoModel.from_config` calls (attention backend, dtype).
+        self.vision_tower = VISION_TOWER_CLASSES[config.vision_config.model_type]._from_config(config.vision_config)
+        self.guide_tower = GUIDE_TOWER_CLASSES[config.guide_config.model_type]._from_config(config.guide_config)
         self.multi_modal_projector = TGLlavaProjector(
             config.vision_config.hidden_size,
             config.text_config.hidden_size,
@@ -314,10 +341,12 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """``PreTrainedModel.from_pretrained``, then :meth:`freeze_towers` (loading re-creates the
-        parameters, which resets their ``requires_grad``)."""
-        model = super().from_pretrained(*args, **kwargs)
+        parameters, which resets their ``requires_grad``). With ``output_loading_info=True`` the
+        ``(model, loading_info)`` pair is returned, as transformers does."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.freeze_towers()
-        return model
+        return loaded
 
     @classmethod
     def from_components(cls, vision: str | os.PathLike, llm: str | os.PathLike, **kwargs: Any) -> TGLlavaForConditionalGeneration:
@@ -367,13 +396,15 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
 
     # ------------------------------------------------------------------ vision side
     def _select_patch_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, S, S] -> [N, P, Dv]``: hidden layer ``vision_feature_layer``, CLS dropped."""
+        """``[N, 3, S, S] -> [N, P, Dv]``: hidden layer ``vision_feature_layer``, CLS dropped when
+        the tower has one (CLIP; SigLIP's hidden states are the P patches only)."""
         tower = self.vision_tower
         pixel_values = pixel_values.to(dtype=tower.dtype, device=tower.device)
         frozen = not any(p.requires_grad for p in tower.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             outputs = tower(pixel_values, output_hidden_states=True)
-        return outputs.hidden_states[self.config.vision_feature_layer][:, 1:]
+        states = outputs.hidden_states[self.config.vision_feature_layer]  # [N, (1 +) P, Dv]
+        return states[:, 1:] if self.config.vision_has_cls_token else states
 
     def get_image_features(
         self, pixel_values: torch.Tensor, crop_pixel_values: torch.Tensor | None = None
@@ -403,18 +434,24 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
     def get_guide_features(
         self, guide_input_ids: torch.Tensor, guide_attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode the guide text with the frozen CLIP text tower.
+        """Encode the guide text with the frozen text tower.
 
         Args:
-            guide_input_ids: ``[B, Lg]`` CLIP token ids (Lg ≤ 77), right-padded.
-            guide_attention_mask: ``[B, Lg]`` as produced by the processor.
+            guide_input_ids: ``[B, Lg]`` guide token ids, right-padded (CLIP: Lg ≤ 77, the batch's
+                longest; SigLIP: Lg = 64, always padded to ``max_length``).
+            guide_attention_mask: ``[B, Lg]`` as produced by the processor; passed to the tower
+                only when its family was trained with one (CLIP, not SigLIP:
+                ``GuideTowerConvention.tower_attention_mask``).
 
         Returns:
-            ``(pooled [B, Dg], states [B, Lg, Dg])``: ``pooler_output`` (EOS state after the final
-            LayerNorm, no projection) and ``last_hidden_state``.
+            ``(pooled [B, Dp], states [B, Lg, Dg])``: ``pooler_output`` and ``last_hidden_state``.
+            CLIP: the EOS state after the final LayerNorm, no projection (Dp = Dg = hidden_size);
+            SigLIP: the text ``head`` of the last position's state (Dp = projection_size).
         """
         tower = self.guide_tower
         guide_input_ids = guide_input_ids.to(tower.device)
+        if not self.config.guide_tower_convention.tower_attention_mask:
+            guide_attention_mask = None
         if guide_attention_mask is not None:
             guide_attention_mask = guide_attention_mask.to(tower.device)
         frozen = not any(p.requires_grad for p in tower.parameters())
@@ -435,7 +472,7 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
         Args:
             patch_features: ``[B, P, Dv]`` from :meth:`get_image_features`.
             crop_features: ``[B, C, P, Dv]`` or ``None`` (TG-DP off).
-            guide_pooled: ``[B, Dg]`` (required with TG-FOM).
+            guide_pooled: ``[B, Dp]`` guide ``pooler_output`` (required with TG-FOM).
             guide_states: ``[B, Lg, Dg]`` (required with TG-DP).
             guide_mask: ``[B, Lg]`` padding mask for TG-DP; ignored (everything attended) when
                 ``config.guide_padding == "official"``.
@@ -585,4 +622,6 @@ __all__ = [
     "TGLlavaForConditionalGeneration",
     "TRAINABLE_GROUPS",
     "FROZEN_GROUPS",
+    "VISION_TOWER_CLASSES",
+    "GUIDE_TOWER_CLASSES",
 ]

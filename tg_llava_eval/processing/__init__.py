@@ -8,9 +8,11 @@ used by training, the inference engine and both evaluation wrappers:
   presets, and the ``<image>`` rules;
 * :mod:`.image_loading` — robust loading (path / bytes / PIL) with a pre-decode pixel limit;
 * :mod:`.image_processing` — pad to square, PIL CLIP processing, TG-DP crops;
-* :mod:`.guide` — the text guide (which text, CLIP tokenisation to 77, padding modes);
+* :mod:`.guide` — the text guide (which text, tokenisation to the tower's length: CLIP 77, SigLIP
+  64 padded to ``max_length``; padding modes);
 * :mod:`.tokenization` — prompt tokenisation, image-token expansion, verified training labels;
-* :mod:`.tokenizers` — hub-free tokenizer builders (real CLIP BPE, tiny LLM tokenizers);
+* :mod:`.tokenizers` — hub-free tokenizer builders (real CLIP BPE, a locally trained SentencePiece
+  SigLIP guide tokenizer, tiny LLM tokenizers);
 * :mod:`.batching` — the one batch assembler: :func:`encode_sample` (one sample → unbatched
   tensors) and :func:`pad_batch` (many → padded batch), used by the processor, training collation
   and the inference engine;
@@ -59,13 +61,14 @@ from .image_processing import (
     ImageTensors,
     background_colour,
     build_clip_image_processor,
+    build_image_processor,
     expand_to_square,
     tile_crops,
     upsampled_crops,
 )
 from .processing_tg_llava import TGLlavaProcessor, TrainingSample
 from .tokenization import IGNORE_INDEX, LabelMismatchError, expand_image_tokens, tokenize_segments
-from .tokenizers import build_guide_tokenizer, build_llm_tokenizer, default_corpus
+from .tokenizers import build_guide_tokenizer, build_llm_tokenizer, build_sentencepiece_guide_tokenizer, default_corpus
 
 # External-model registration (no trust_remote_code): processor_config.json names the class, and
 # a folder with a tg_llava config.json finds it by model type.
@@ -105,6 +108,7 @@ __all__ = [
     "load_image",
     "background_colour",
     "build_clip_image_processor",
+    "build_image_processor",
     "expand_to_square",
     "tile_crops",
     "upsampled_crops",
@@ -115,5 +119,6 @@ __all__ = [
     # local tokenizer builders
     "build_guide_tokenizer",
     "build_llm_tokenizer",
+    "build_sentencepiece_guide_tokenizer",
     "default_corpus",
 ]

@@ -131,6 +131,7 @@ def pad_batch(
     guide_padding: str,
     label_pad_id: int = IGNORE_INDEX,
     position_ids: bool = False,
+    guide_pad_to: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad and stack samples of :func:`encode_sample` into model inputs (rules: module table).
 
@@ -142,6 +143,7 @@ def pad_batch(
         guide_padding: ``"masked"`` or ``"official"`` (see :mod:`.guide`).
         label_pad_id: Label of pad positions.
         position_ids: Also return ``position_ids [B, L]`` = real tokens so far − 1, clamped at 0.
+        guide_pad_to: Pad guides to this length (SigLIP's ``max_length``); ``None`` = the longest.
 
     Returns:
         ``input_ids``, ``attention_mask`` ``[B, L]``, ``labels [B, L]`` when the samples have
@@ -177,7 +179,7 @@ def pad_batch(
         if key not in SEQUENCE_KEYS and key != GUIDE_KEY:
             batch[key] = torch.stack([sample[key] for sample in samples])
     batch["guide_input_ids"], batch["guide_attention_mask"] = pad_guides(
-        [sample[GUIDE_KEY] for sample in samples], guide_pad_token_id, guide_padding
+        [sample[GUIDE_KEY] for sample in samples], guide_pad_token_id, guide_padding, pad_to=guide_pad_to
     )
     if position_ids:
         # Positions follow the attention mask, so a left-padded row sees the same positions as alone.

@@ -20,6 +20,14 @@ fixture ``preprocess_case.safetensors``):
      ``crop_grid * S`` (bicubic from the original pixels) and cut into tiles, so each crop has real
      extra detail.
 
+SigLIP vision tower (beyond the official code): the same pipeline with SigLIP's own constants,
+read from transformers' ``SiglipImageProcessorPil`` (mean = std = 0.5 per channel, so the pad colour
+is (127, 127, 127); bicubic; rescale 1/255) at the tower's ``image_size`` (384 for so400m). SigLIP's
+processor resizes to ``S x S`` without a centre crop; on the padded square the CLIP steps (shortest
+edge to ``S``, centre crop ``S x S``) are the same resize, so the pixels equal
+``SiglipImageProcessorPil``'s (a unit test checks it). :func:`build_image_processor` picks the
+constants by ``vision_config.model_type`` (:data:`VISION_IMAGE_CONSTANTS`).
+
 Samples without an image get all-zero ``pixel_values`` and crops (the official behaviour for
 text-only samples), so batch tensors stay rectangular.
 
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import CLIPImageProcessor, CLIPImageProcessorPil
+from transformers import CLIPImageProcessor, CLIPImageProcessorPil, SiglipImageProcessorPil
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -54,6 +62,14 @@ IMAGE_PROCESSOR_BACKENDS: dict[str, type[BaseImageProcessor]] = {
     "pil": CLIPImageProcessorPil,
     "torchvision": CLIPImageProcessor,
 }
+#: Whose normalisation constants the processor uses, by ``vision_config.model_type`` (dispatch by
+#: registry): each family's own transformers image processor, read from its class defaults.
+VISION_IMAGE_CONSTANTS: dict[str, type[BaseImageProcessor]] = {
+    "clip_vision_model": CLIPImageProcessorPil,
+    "siglip_vision_model": SiglipImageProcessorPil,
+}
+#: The vision family of configs that do not name one (the official CLIP).
+DEFAULT_VISION_MODEL_TYPE = "clip_vision_model"
 #: Largest value of an 8-bit channel: the mean colour is ``int(_UINT8_MAX * mean)``.
 _UINT8_MAX = 255
 
@@ -93,6 +109,31 @@ def build_clip_image_processor(
         image_mean=list(image_mean),
         image_std=list(image_std),
     )
+
+
+def build_image_processor(image_size: int, vision_model_type: str = DEFAULT_VISION_MODEL_TYPE) -> CLIPImageProcessorPil:
+    """The PIL image processor of the pipeline with the vision tower family's own constants.
+
+    Args:
+        image_size: ``S`` (``config.image_size``: 336 CLIP-L, 384 SigLIP so400m).
+        vision_model_type: ``vision_config.model_type``; its family's transformers processor
+            (:data:`VISION_IMAGE_CONSTANTS`) gives mean, std and the resampling filter.
+
+    Returns:
+        A ``CLIPImageProcessorPil`` (see :func:`build_clip_image_processor`).
+
+    Raises:
+        TGLlavaConfigError: A vision family without image constants here.
+    """
+    if vision_model_type not in VISION_IMAGE_CONSTANTS:
+        raise TGLlavaConfigError(
+            f"no image processing known for vision_config.model_type={vision_model_type!r}; "
+            f"known: {tuple(VISION_IMAGE_CONSTANTS)}"
+        )
+    family = VISION_IMAGE_CONSTANTS[vision_model_type]
+    processor = build_clip_image_processor(image_size, image_mean=family.image_mean, image_std=family.image_std)
+    processor.resample = family.resample
+    return processor
 
 
 def background_colour(image_mean: Sequence[float]) -> tuple[int, ...]:

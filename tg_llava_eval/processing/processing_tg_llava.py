@@ -76,7 +76,13 @@ from ..errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputErr
 from .batching import PADDING_SIDES, encode_sample, pad_batch, pad_sequences
 from .guide import GUIDE_PADDING_MODES, inference_guide_text, pad_guides, tokenize_guide, training_guide_text
 from .image_loading import DEFAULT_MAX_IMAGE_PIXELS, ImageInput, describe_source
-from .image_processing import IMAGE_PROCESSOR_BACKENDS, ImagePreprocessor, ImageTensors, build_clip_image_processor
+from .image_processing import (
+    DEFAULT_VISION_MODEL_TYPE,
+    IMAGE_PROCESSOR_BACKENDS,
+    ImagePreprocessor,
+    ImageTensors,
+    build_image_processor,
+)
 from .tokenization import IGNORE_INDEX, encode, expand_image_tokens, tokenize_segments
 
 logger = logging.getLogger(__name__)
@@ -93,6 +99,9 @@ PROCESSOR_CONFIG_KEYS = frozenset({
     "guide_max_length", "guide_padding", "max_image_pixels", "image_processor_backend",
     "guide_tokenizer_subfolder",
 })
+#: Keys written only when not at their default, so that folders of the CLIP presets keep their
+#: bytes (``guide_pad_to_max_length``: SigLIP guides, default False).
+PROCESSOR_CONFIG_OPTIONAL_KEYS = frozenset({"guide_pad_to_max_length"})
 #: ``from_pretrained`` keyword arguments that locate files (passed to every sub-loader).
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 #: Keyword arguments ``AutoProcessor.from_pretrained`` adds; they do not apply here.
@@ -144,6 +153,9 @@ class TGLlavaProcessor(ProcessorMixin):
         crop_source: ``"upsampled"`` (official) or ``"original"``.
         guide_padding: ``"masked"`` (default) or ``"official"`` (see :mod:`.guide`).
         max_image_pixels: Pixel limit, checked on the header before decoding.
+        guide_pad_to_max_length: Pad every guide to ``guide_max_length`` (SigLIP's
+            ``padding="max_length"``, ``config.guide_pad_to_max_length``); False pads to the
+            batch's longest (CLIP).
 
     Raises:
         TGLlavaConfigError: inconsistent settings (each message names the argument).
@@ -165,6 +177,7 @@ class TGLlavaProcessor(ProcessorMixin):
         crop_source: str = "upsampled",
         guide_padding: str = "masked",
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        guide_pad_to_max_length: bool = False,
     ) -> None:
         # The mixin checks the three sub-processors' types and sets them as attributes.
         super().__init__(image_processor, tokenizer, guide_tokenizer)
@@ -181,6 +194,7 @@ class TGLlavaProcessor(ProcessorMixin):
         self.guide_max_length = guide_max_length
         self.image_token = image_token
         self.guide_padding = guide_padding
+        self.guide_pad_to_max_length = bool(guide_pad_to_max_length)
         self.max_image_pixels = max_image_pixels
         self.image_preprocessor = ImagePreprocessor(
             image_processor, crop_grid=crop_grid, crop_source=crop_source, max_image_pixels=max_image_pixels
@@ -225,13 +239,16 @@ class TGLlavaProcessor(ProcessorMixin):
 
         Reads ``template``, ``num_image_tokens``, ``image_token``, ``crop_grid``, ``crop_source``,
         ``guide_max_length``, ``guide_padding``, ``image_size`` and checks ``image_token_id``
-        against the tokenizer when the config sets it.
+        against the tokenizer when the config sets it. A ``TGLlavaConfig`` also gives
+        ``guide_pad_to_max_length`` and ``vision_config.model_type`` (the image constants); an
+        object without them is read as the official CLIP towers.
 
         Args:
             config: The model config (or any object with those attributes).
             tokenizer: LLM tokenizer.
             guide_tokenizer: CLIP guide tokenizer.
-            image_processor: Defaults to the PIL CLIP processor at ``config.image_size``.
+            image_processor: Defaults to the PIL processor at ``config.image_size`` with the vision
+                tower family's mean/std (:func:`~.image_processing.build_image_processor`).
             max_image_pixels: Pixel limit for inputs.
 
         Returns:
@@ -248,8 +265,11 @@ class TGLlavaProcessor(ProcessorMixin):
         missing = [name for name in fields if not hasattr(config, name)]
         if missing:
             raise TGLlavaConfigError(f"config lacks the processor fields {missing}")
+        # Duck-typed configs without towers (tests, older callers) are the official CLIP pair.
+        vision_config = getattr(config, "vision_config", None)
+        vision_model_type = getattr(vision_config, "model_type", DEFAULT_VISION_MODEL_TYPE)
         processor = cls(
-            image_processor if image_processor is not None else build_clip_image_processor(config.image_size),
+            image_processor if image_processor is not None else build_image_processor(config.image_size, vision_model_type),
             tokenizer,
             guide_tokenizer,
             template=config.template,
@@ -260,6 +280,7 @@ class TGLlavaProcessor(ProcessorMixin):
             crop_source=config.crop_source,
             guide_padding=config.guide_padding,
             max_image_pixels=max_image_pixels,
+            guide_pad_to_max_length=getattr(config, "guide_pad_to_max_length", False),
         )
         if processor.image_size != config.image_size:
             raise TGLlavaConfigError(
@@ -293,6 +314,7 @@ class TGLlavaProcessor(ProcessorMixin):
             "max_image_pixels": self.max_image_pixels,
             "image_processor_backend": self.image_processor.backend,
             "guide_tokenizer_subfolder": GUIDE_TOKENIZER_SUBFOLDER,
+            **({"guide_pad_to_max_length": True} if self.guide_pad_to_max_length else {}),
         }
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -323,7 +345,8 @@ class TGLlavaProcessor(ProcessorMixin):
         return (
             f"{type(self).__name__}(template={self.template.name!r}, num_image_tokens={self.num_image_tokens}, "
             f"crop_grid={self.crop_grid}, crop_source={self.crop_source!r}, guide_max_length="
-            f"{self.guide_max_length}, guide_padding={self.guide_padding!r}, image_size={self.image_size}, "
+            f"{self.guide_max_length}, guide_padding={self.guide_padding!r}, guide_pad_to_max_length="
+            f"{self.guide_pad_to_max_length}, image_size={self.image_size}, "
             f"image_processor_backend={self.image_processor.backend!r})"
         )
 
@@ -372,10 +395,11 @@ class TGLlavaProcessor(ProcessorMixin):
         settings.pop("chat_template", None)
         if not settings:
             raise TGLlavaCheckpointError(f"no {PROCESSOR_CONFIG_NAME} in {path}")
-        if settings.get("processor_class") != PROCESSOR_CLASS or set(settings) != PROCESSOR_CONFIG_KEYS:
+        known = PROCESSOR_CONFIG_KEYS | PROCESSOR_CONFIG_OPTIONAL_KEYS
+        if settings.get("processor_class") != PROCESSOR_CLASS or not PROCESSOR_CONFIG_KEYS <= set(settings) <= known:
             raise TGLlavaCheckpointError(
-                f"{where}: expected processor_class {PROCESSOR_CLASS!r} and keys {sorted(PROCESSOR_CONFIG_KEYS)}; "
-                f"unknown {sorted(set(settings) - PROCESSOR_CONFIG_KEYS)}, "
+                f"{where}: expected processor_class {PROCESSOR_CLASS!r} and keys {sorted(PROCESSOR_CONFIG_KEYS)} "
+                f"(optional {sorted(PROCESSOR_CONFIG_OPTIONAL_KEYS)}); unknown {sorted(set(settings) - known)}, "
                 f"missing {sorted(PROCESSOR_CONFIG_KEYS - set(settings))}"
             )
         backend = settings["image_processor_backend"]
@@ -400,6 +424,7 @@ class TGLlavaProcessor(ProcessorMixin):
             crop_source=settings["crop_source"],
             guide_padding=settings["guide_padding"],
             max_image_pixels=settings["max_image_pixels"],
+            guide_pad_to_max_length=settings.get("guide_pad_to_max_length", False),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -588,8 +613,13 @@ class TGLlavaProcessor(ProcessorMixin):
         return tokenize_guide(self.guide_tokenizer, text, self.guide_max_length)
 
     def pad_guides(self, guides: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``guide_input_ids`` and ``guide_attention_mask`` ``[B, Lg]`` in the configured mode."""
-        return pad_guides(guides, int(self.guide_tokenizer.pad_token_id), self.guide_padding)
+        """``guide_input_ids`` and ``guide_attention_mask`` ``[B, Lg]`` in the configured mode and length."""
+        return pad_guides(guides, int(self.guide_tokenizer.pad_token_id), self.guide_padding, pad_to=self.guide_pad_to)
+
+    @property
+    def guide_pad_to(self) -> int | None:
+        """The length every guide is padded to (SigLIP: ``guide_max_length``), or ``None`` (longest)."""
+        return self.guide_max_length if self.guide_pad_to_max_length else None
 
     def preprocess_image(self, image: ImageInput | None, *, source: str | None = None) -> ImageTensors:
         """``pixel_values [3, S, S]`` and ``crop_pixel_values [C, 3, S, S]`` of one image (zeros for ``None``).
@@ -686,6 +716,7 @@ class TGLlavaProcessor(ProcessorMixin):
                 guide_pad_token_id=int(self.guide_tokenizer.pad_token_id),
                 guide_padding=self.guide_padding,
                 position_ids=position_ids,
+                guide_pad_to=self.guide_pad_to,
             )
         )
 

@@ -10,6 +10,13 @@ generated deterministically:
   without importing ``open_clip`` (that import pulls in torch models and timm). ``num_merges``
   truncates the merge list for tiny test models: the result is still a valid CLIP BPE whose ids are
   a prefix of the full vocabulary's (bytes, bytes+``</w>``, merges), followed by the two specials.
+* :func:`build_sentencepiece_guide_tokenizer` — the guide tokenizer of a **SigLIP** text tower
+  (tiny presets): a SentencePiece unigram model trained with the ``sentencepiece`` package on the
+  built-in corpus, laid out as SigLIP's ``spiece.model`` (``<pad>`` 0, ``</s>`` 1 = eos = pad of
+  ``SiglipTokenizer``, ``<unk>`` 2, no bos) and wrapped in transformers' own ``SiglipTokenizer``
+  (lower-cases and strips punctuation as SigLIP does, appends ``</s>``). Real SigLIP presets take
+  the checkpoint's tokenizer (``--guide``/``--guide-tokenizer``): its 32 000 pieces cannot be
+  rebuilt locally.
 * :func:`build_llm_tokenizer` — a tiny LLM tokenizer trained in well under a second on a built-in
   deterministic English corpus (:func:`default_corpus`: colours, shapes, positions, counting,
   yes/no, option letters, digits and the templates' system texts — the vocabulary of the project's
@@ -43,14 +50,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import itertools
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import CLIPTokenizer, LlamaTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer
+from transformers import CLIPTokenizer, LlamaTokenizer, PreTrainedTokenizerFast, Qwen2Tokenizer, SiglipTokenizer
 
 from ..conversation import ASSISTANT, USER, Message, get_template
 from ..errors import TGLlavaConfigError
@@ -63,6 +72,11 @@ CLIP_BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_NUM_MERGES = 49152 - 256 - 2
 CLIP_BOS_TOKEN = "<|startoftext|>"
 CLIP_EOS_TOKEN = "<|endoftext|>"
+
+#: SigLIP's SentencePiece layout (``google/siglip-*`` ``spiece.model``): pad, eos, unk ids; no bos.
+SIGLIP_PAD_ID, SIGLIP_EOS_ID, SIGLIP_UNK_ID = 0, 1, 2
+#: Name of a SentencePiece model file as ``SiglipTokenizer`` expects it.
+SENTENCEPIECE_MODEL_FILENAME = "spiece.model"
 
 #: Default vocabulary size of a tiny LLM tokenizer: every word of the built-in corpus becomes a
 #: single token (the corpus has about 400 distinct words), so tiny demo models learn quickly.
@@ -178,6 +192,50 @@ def build_guide_tokenizer(num_merges: int | None = None, *, model_max_length: in
         **extra,
     )
     logger.debug("built CLIP guide tokenizer with %d merges (vocabulary %d)", num_merges, len(vocab))
+    return tokenizer
+
+
+def build_sentencepiece_guide_tokenizer(
+    vocab_size: int, corpus: Iterable[str] | None = None, *, model_max_length: int | None = None
+) -> SiglipTokenizer:
+    """Train a SentencePiece model locally and wrap it as a SigLIP guide tokenizer.
+
+    Training is deterministic (one thread, fixed corpus and options; a unit test checks that two
+    builds encode alike). The model is written to a temporary ``spiece.model`` only for
+    ``SiglipTokenizer`` to load; ``save_pretrained`` writes it from memory afterwards.
+
+    Args:
+        vocab_size: Pieces including the three specials (``TINY_SIGLIP_GUIDE_VOCAB`` for the tiny
+            presets); the built-in corpus supports up to a few hundred.
+        corpus: Training sentences; ``None`` = :func:`default_corpus`.
+        model_max_length: Recorded on the tokenizer (the SigLIP text tower's 64 positions).
+
+    Returns:
+        A ``transformers.SiglipTokenizer`` with ``len(tokenizer) == vocab_size``, eos = pad = 1.
+
+    Raises:
+        TGLlavaConfigError: an empty corpus, or a vocabulary the corpus cannot fill.
+    """
+    import sentencepiece  # the core requirement; imported here as only this builder needs it
+
+    sentences = list(default_corpus() if corpus is None else corpus)
+    if not sentences:
+        raise TGLlavaConfigError("build_sentencepiece_guide_tokenizer: the corpus is empty")
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+            pad_id=SIGLIP_PAD_ID, eos_id=SIGLIP_EOS_ID, unk_id=SIGLIP_UNK_ID, bos_id=-1,
+            pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, minloglevel=2,
+        )
+    except RuntimeError as error:  # sentencepiece reports a too-large vocabulary this way
+        raise TGLlavaConfigError(f"cannot train a {vocab_size}-piece SentencePiece guide model: {error}") from error
+    extra = {} if model_max_length is None else {"model_max_length": model_max_length}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / SENTENCEPIECE_MODEL_FILENAME
+        path.write_bytes(model.getvalue())
+        tokenizer = SiglipTokenizer(vocab_file=str(path), **extra)
+    logger.debug("built SentencePiece guide tokenizer: %d pieces", len(tokenizer))
     return tokenizer
 
 

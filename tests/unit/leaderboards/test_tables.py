@@ -176,3 +176,20 @@ def test_empty_inputs_give_empty_tables():
     tables = all_tables(empty, fixed_frames()[1].iloc[0:0], REGISTRY)
     assert [t.name for t in tables] == ["concurrent", "reported_vs_reproduced", "toolkit_agreement"]
     assert all(t.empty() for t in tables)
+
+
+def test_a_siglip_variant_is_a_row_of_its_own_not_the_tg_side_of_a_delta():
+    """A SigLIP variant has both switches on, like the paper's model, but other towers: the Δ
+    against LLaVA-1.5 stays the CLIP model's, and the main table shows the SigLIP row apart."""
+    from tests.unit.leaderboards.fixed_records import _reproduced
+    from tg_llava_eval.results import records_to_frame
+
+    records = records_to_frame([
+        _reproduced("vlmevalkit", "TG-LLaVA-Qwen2-7B", "tg-llava-qwen2-7b", "MMBench", 70.0),
+        _reproduced("vlmevalkit", "TG-LLaVA-Qwen2-7B-SigLIP", "tg-llava-qwen2-7b-siglip", "MMBench", 90.0,
+                    run_time="2026-12-01T00:00:00+00:00"),
+        _reproduced("vlmevalkit", "LLaVA-1.5-Qwen2-7B-TG", "llava-1.5-qwen2-7b", "MMBench", 65.0),
+    ])
+    qwen = _row(delta_table(records, REGISTRY, "vlmevalkit"), LLM="Qwen2-7B")
+    assert qwen["TG-LLaVA"] == "tg-llava-qwen2-7b" and qwen["MMBench"] == pytest.approx(5.0)
+    assert set(main_table(records, REGISTRY, "vlmevalkit").frame["Variant"]) >= {"tg-llava-qwen2-7b-siglip"}
