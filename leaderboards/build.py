@@ -22,13 +22,13 @@ interrupted run never leaves half a file behind.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from tg_llava_eval.atomic_io import write_text_atomic
 from tg_llava_eval.leaderboards.charts import delta_chart_png, write_png
 from tg_llava_eval.leaderboards.render_html import page_html
 from tg_llava_eval.leaderboards.render_text import stats_to_csv, table_to_csv, tables_to_latex, tables_to_markdown
@@ -143,9 +143,5 @@ def build_leaderboard(
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary sibling, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    """Write ``text`` to ``path`` atomically (:mod:`tg_llava_eval.atomic_io`)."""
+    return write_text_atomic(path, text)

@@ -23,6 +23,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tg_llava_eval.atomic_io import atomic_file
 from tg_llava_eval.leaderboards.table import SIGNIFICANT_MARK, Table, is_missing
 
 #: Figure geometry (inches) and layout.
@@ -102,8 +103,7 @@ def delta_chart_png(table: Table, value_columns: list[str] | None = None, row_la
 
 
 def write_png(data: bytes, path: str | Path) -> Path:
-    """Write PNG bytes to ``path``; returns it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    """Write PNG bytes to ``path`` atomically; returns it."""
+    with atomic_file(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)

@@ -20,6 +20,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
+from tg_llava_eval.atomic_io import atomic_file
 from tg_llava_eval.leaderboards.table import Table, is_missing
 
 #: Styles (colours as ARGB hex).
@@ -140,8 +141,7 @@ def _fill_sheet(sheet, table: Table) -> None:
 
 
 def write_xlsx(tables: Iterable[Table], path: str | Path) -> Path:
-    """Write the workbook to ``path``; returns it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tables_to_workbook(tables).save(path)
-    return path
+    """Write the workbook to ``path`` atomically; returns it."""
+    with atomic_file(path) as temporary:
+        tables_to_workbook(tables).save(temporary)
+    return Path(path)

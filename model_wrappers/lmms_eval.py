@@ -42,6 +42,11 @@ What lives here is only what lmms-eval's contract requires:
   own device (``cuda:<local rank>``, or the CPU); lmms-eval shards the documents by rank, pads the
   ranks to equal request counts and gathers the results on rank 0 itself. The wrapper only has to
   expose ``device``, ``rank`` and ``world_size`` and answer every request it is given.
+* **Response cache** (``cache_dir=DIR``): every batch's answers are committed to a per-rank
+  SQLite file (:class:`tg_llava_eval.inference.response_cache.ResponseCache`, keyed by a
+  fingerprint of the checkpoint's files, the settings, the request type and the full request), so
+  the same command after a kill answers the recorded requests without the model. lmms-eval's own
+  ``--use_cache`` crashes on log-likelihood results in 0.7.3.
 * **Run manifest**: ``tg_llava_run.json`` (schema ``tg_llava_run/1``: variant, LLM, checkpoint,
   versions) is written beside lmms-eval's results JSON by rank 0 when the evaluation finishes;
   see :func:`write_run_manifest` for the rule that finds that folder.
@@ -69,6 +74,7 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
+from tg_llava_eval.errors import TGLlavaConfigError
 from tg_llava_eval.inference import TGLlavaEngine
 from tg_llava_eval.inference.generation_settings import GENERATION_KEYS, GenerationSettings, positive_int
 from tg_llava_eval.inference.requests import (
@@ -77,6 +83,7 @@ from tg_llava_eval.inference.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from tg_llava_eval.inference.response_cache import ResponseCache, check_cache_dir
 from tg_llava_eval.model_wrappers.lmms_eval_registration import MODEL_ID, registered_variants, wrapper_class_name
 from tg_llava_eval.results.manifest import RunManifest, build_run_manifest
 from tg_llava_eval.results.manifest import write_run_manifest as write_manifest_file
@@ -119,11 +126,16 @@ class TGLlava(lmms):
         max_batch_size: Accepted for lmms-eval's ``--max_batch_size`` and ignored.
         loglikelihood_as: ``loss`` (default; what ``multiple_choice``'s argmin expects) or
             ``logprob``.
+        cache_dir: Folder of the response cache (created if missing); answers recorded there by
+            an earlier run of the same checkpoint and settings are reused (docs/lmms_eval.md,
+            "Resume"). Default: no cache.
 
     Raises:
         TypeError: For a ``--model_args`` key this wrapper does not know (names it).
         ValueError: For an unusable value (names the argument), or ``device_map`` combined with
-            several processes.
+            several processes. ``pretrained`` that is not a checkpoint directory with a
+            ``config.json`` and a ``cache_dir`` that is not a writable folder are reported
+            (``TGLlavaConfigError``, one line) before anything is loaded.
         TGLlavaConfigError: When the checkpoint does not match ``variant``.
     """
 
@@ -146,6 +158,7 @@ class TGLlava(lmms):
         batch_size: int | str = 1,
         max_batch_size: int | str | None = None,
         loglikelihood_as: str = "loss",
+        cache_dir: str | None = None,
         **unknown_args: Any,
     ) -> None:
         super().__init__()
@@ -153,7 +166,7 @@ class TGLlava(lmms):
             raise TypeError(
                 f"{type(self).__name__}: unknown --model_args {sorted(unknown_args)}; accepted: "
                 "pretrained, variant, conv_template, dtype, device, device_map, cache_vision, "
-                "max_length, loglikelihood_as (and lmms-eval's batch_size, max_batch_size, device)"
+                "max_length, loglikelihood_as, cache_dir (and lmms-eval's batch_size, max_batch_size, device)"
             )
         self._batch_size = positive_int(batch_size, "batch_size")
         if max_batch_size is not None:
@@ -167,6 +180,9 @@ class TGLlava(lmms):
                 f"model_args loglikelihood_as must be one of {LOGLIKELIHOOD_OUTPUTS}, got {loglikelihood_as!r}"
             )
         self._loglikelihood_as = loglikelihood_as
+        # Paths before anything heavy: a typo must not cost a model load (or a process group).
+        checkpoint_dir = check_checkpoint_dir(pretrained)
+        cache_folder = check_cache_dir(cache_dir, argument="model_args cache_dir") if cache_dir is not None else None
 
         device, device_map = self._place_on_rank(device, device_map)
         # lmms-eval's arg parser turns numeric strings into numbers; a path is always a string.
@@ -202,6 +218,9 @@ class TGLlava(lmms):
         #: Failed requests so far, per lmms-eval request type (also logged after every call).
         self.failure_counts: Counter[str] = Counter()
         self._warned_gen_kwargs: set[str] = set()
+        #: The response cache (``cache_dir=``), opened by the first batch (:meth:`_open_response_cache`).
+        self.response_cache: ResponseCache | None = None
+        self._cache_dir, self._checkpoint_dir = cache_folder, checkpoint_dir
         logger.info(
             "tg_llava: loaded %s (variant %s) on %s, rank %d of %d, batch_size %d",
             self.pretrained,
@@ -291,7 +310,7 @@ class TGLlava(lmms):
                 request_id = _request_id(task, split, doc_id)
                 gen_requests.append(self._generation_request(context, visuals, gen_kwargs, request_id, task))
                 errors.append(error)
-            results = self._generate(gen_requests, errors)
+            results = self._generate("generate_until", gen_requests, errors)
             for index, result in zip(batch, results):
                 failed += result.error is not None
                 outputs[index] = _to_lmms_output(result)
@@ -310,10 +329,13 @@ class TGLlava(lmms):
             **self._generation_settings(gen_kwargs, task),
         )
 
-    def _generate(self, gen_requests: list[GenerationRequest], errors: list[str | None]) -> list[GenerationResult]:
+    def _generate(
+        self, request_type: str, gen_requests: list[GenerationRequest], errors: list[str | None]
+    ) -> list[GenerationResult]:
         """Run the engine on the requests whose inputs could be gathered; keep the others' errors.
 
         Args:
+            request_type: ``generate_until`` or ``generate_until_multi_round`` (response-cache key).
             gen_requests: One request per document of the batch.
             errors: Per request, ``None`` or the message of a failure found before the engine
                 (``doc_to_visual`` raised, a visual of a type TG-LLaVA cannot read).
@@ -325,7 +347,9 @@ class TGLlava(lmms):
             if error is not None:  # found here; the engine logs the failures it finds
                 logger.warning("tg_llava: %s", error)
         runnable = [req for req, err in zip(gen_requests, errors) if err is None]
-        engine_results = iter(self.engine.generate(runnable, batch_size=self._batch_size) if runnable else [])
+        engine_results = iter(
+            self._answer(request_type, runnable, self.engine.generate, GenerationResult) if runnable else []
+        )
         return [GenerationResult(text="", error=err) if err is not None else next(engine_results) for err in errors]
 
     def _generation_settings(self, gen_kwargs: dict | None, task: str) -> dict[str, Any]:
@@ -376,7 +400,11 @@ class TGLlava(lmms):
         for batch in tqdm(batches, disable=self._rank != 0, desc="tg_llava loglikelihood"):
             prepared = [self._loglikelihood_request(requests[index].args) for index in batch]
             runnable = [request for request, error in prepared if error is None]
-            engine_results = iter(self.engine.loglikelihood(runnable, batch_size=self._batch_size) if runnable else [])
+            engine_results = iter(
+                self._answer("loglikelihood", runnable, self.engine.loglikelihood, LoglikelihoodResult)
+                if runnable
+                else []
+            )
             for index, (_, error) in zip(batch, prepared):
                 result = next(engine_results) if error is None else LoglikelihoodResult(-math.inf, False, error=error)
                 if result.error is not None:
@@ -471,6 +499,7 @@ class TGLlava(lmms):
                     if not active:
                         break
                 results = self._generate(
+                    "generate_until_multi_round",
                     [
                         self._generation_request(s.context, s.visuals, s.gen_kwargs, s.request_id, s.task)
                         for s in active
@@ -513,6 +542,53 @@ class TGLlava(lmms):
         state.visuals, state.error = _flatten_visuals(visuals, state.request_id)
 
     # ------------------------------------------------------------------ shared helpers
+
+    def _answer(self, request_type: str, requests: list, run: Callable, result_type: type) -> list:
+        """One batch through the response cache (when ``cache_dir`` is set) and the engine.
+
+        Args:
+            request_type: lmms-eval's request type (part of the cache key).
+            requests: Engine requests of one wrapper batch.
+            run: ``self.engine.generate`` or ``self.engine.loglikelihood``.
+            result_type: The engine's result record of ``run``.
+
+        Returns:
+            The engine results, in order (cached ones read back, the others computed and committed).
+        """
+        def compute(pending: list) -> list:
+            return run(pending, batch_size=self._batch_size)
+
+        cache = self._open_response_cache()
+        if cache is None:
+            return compute(requests)
+        return cache.answer(request_type, requests, compute, result_type)
+
+    def _open_response_cache(self) -> ResponseCache | None:
+        """The response cache of ``cache_dir`` (``None`` without one), opened on first use.
+
+        Not in ``__init__``: the cache file is per rank, and under ``torchrun`` lmms-eval tells a
+        simple model its rank only after creating it (``evaluator.evaluate`` sets ``_rank`` and
+        ``_world_size`` before the first request; the accelerate state still says one process).
+        """
+        if self._cache_dir is not None and self.response_cache is None:
+            self.response_cache = ResponseCache(
+                self._cache_dir,
+                checkpoint_dir=self._checkpoint_dir,
+                settings=self._cache_settings(),
+                rank=self._rank,
+                world_size=self._world_size,
+            )
+        return self.response_cache
+
+    def _cache_settings(self) -> dict[str, Any]:
+        """What besides the checkpoint and the request changes an answer (response-cache key):
+        the effective conversation template, dtype, ``max_length`` and default answer length."""
+        return {
+            "conv_template": self.engine.template,
+            "dtype": str(self.engine.model.dtype),
+            "max_length": self.engine.max_length,
+            "default_max_new_tokens": self.engine.default_max_new_tokens,
+        }
 
     def _batches(
         self, requests: Sequence[Instance], settings_of: Callable[[Instance], Any], length_of: Callable[[Instance], int]
@@ -576,6 +652,13 @@ class TGLlava(lmms):
             self._rank,
             ERROR_RESPONSE_PREFIX.strip(),
         )
+        cache = self._open_response_cache()
+        if cache is not None:
+            cached, computed = cache.take_counts(request_type)
+            logger.info(
+                "tg_llava: response cache on rank %d: %d %s requests from the cache, %d computed",
+                self._rank, cached, request_type, computed,
+            )
 
     # ------------------------------------------------------------------ end of run
 
@@ -616,6 +699,9 @@ class TGLlava(lmms):
                 else:
                     logger.info("tg_llava: no lmms-eval --output_path known; run manifest not written: %s", manifest)
             self._engine = None
+        if self.response_cache is not None:
+            self.response_cache.close()
+        self.response_cache, self._cache_dir = None, None
         super().clean()
 
 
@@ -655,6 +741,27 @@ def generation_settings(gen_kwargs: dict, task: str = "?") -> dict[str, Any]:
         TGLlavaConfigError: (a ``ValueError``) a bad value, naming the task and key.
     """
     return GenerationSettings.from_kwargs(gen_kwargs, where=f"task {task}: gen_kwargs").request_fields()
+
+
+def check_checkpoint_dir(pretrained: Any) -> Path:
+    """Validate ``model_args pretrained``: a local checkpoint directory with a ``config.json``.
+
+    Returns:
+        The directory.
+
+    Raises:
+        TGLlavaConfigError: One line naming the argument, the value and what was expected.
+    """
+    from tg_llava_eval.checkpoints.folders import checkpoint_problem
+
+    expected = "expected a TG-LLaVA checkpoint directory with a config.json"
+    if pretrained is None or isinstance(pretrained, bool) or not str(pretrained).strip():
+        raise TGLlavaConfigError(f"model_args pretrained={pretrained!r}: {expected}")
+    path = Path(str(pretrained)).expanduser()
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return path
+    raise TGLlavaConfigError(f"model_args pretrained={str(pretrained)!r}: {problem}; {expected}")
 
 
 def cli_results_dir(argv: Sequence[str] | None = None) -> Path | None:

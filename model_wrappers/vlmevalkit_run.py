@@ -58,7 +58,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tg_llava_eval.errors import TGLlavaError
+from tg_llava_eval.errors import TGLlavaError, TGLlavaUsageError
 from tg_llava_eval.model_wrappers.vlmevalkit_install import RUNNER_ENV, VLMEvalKitInstall, import_runner, locate_vlmevalkit
 
 logger = logging.getLogger(__name__)
@@ -205,6 +205,28 @@ def agree_on_run_id(runner) -> str:
     return run_id
 
 
+def check_our_flags(ours: argparse.Namespace, toolkit: argparse.Namespace) -> None:
+    """Our flags' paths and values (and ``--config``'s JSON), before VLMEvalKit or torch is imported.
+
+    Raises:
+        TGLlavaUsageError: naming the flag and the value.
+    """
+    from tg_llava_eval.cli.validation import require_checkpoint, require_file, require_variant
+    from tg_llava_eval.model_wrappers.vlmevalkit_batching import check_batch_size
+
+    if ours.model_path is not None:
+        require_checkpoint(ours.model_path, "--model-path")
+    if ours.variant is not None:
+        require_variant(ours.variant)
+    if ours.batch_size is not None:
+        check_batch_size(ours.batch_size, where="--batch-size")
+    if toolkit.config is not None:
+        try:
+            json.loads(require_file(toolkit.config, "--config").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise TGLlavaUsageError(f"--config {toolkit.config!r}: not a JSON file ({error})") from None
+
+
 def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wrapper) -> dict[str, tuple[str | None, str | None]]:
     """Models of this run that are ours: name -> (checkpoint, variant request).
 
@@ -237,6 +259,29 @@ def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wr
                 + (f" or \"model_path\" in its --config entry ({toolkit.config})" if toolkit.config else "")
             )
     return entries
+
+
+def check_config_datasets(toolkit: argparse.Namespace) -> None:
+    """Every ``--config`` dataset names a class VLMEvalKit has (VLMEvalKit would fail that dataset
+    after loading the model, log it and exit 0).
+
+    Raises:
+        TGLlavaUsageError: naming the dataset, the class and the closest class names.
+    """
+    if toolkit.config is None:
+        return
+    import difflib
+
+    import vlmeval.dataset
+
+    for name, entry in json.loads(Path(toolkit.config).read_text()).get("data", {}).items():
+        cls = entry.get("class") if isinstance(entry, dict) else None
+        if cls is not None and not isinstance(getattr(vlmeval.dataset, str(cls), None), type):
+            known = [n for n in dir(vlmeval.dataset) if isinstance(getattr(vlmeval.dataset, n), type)]
+            close = ", ".join(difflib.get_close_matches(str(cls), known, n=3))
+            hint = f" (did you mean {close}?)" if close else ""
+            raise TGLlavaUsageError(f"--config {toolkit.config}: dataset {name!r} has class {cls!r}, which VLMEvalKit "
+                                    f"does not have{hint}")
 
 
 def _dataset_names(toolkit: argparse.Namespace) -> list[str]:
@@ -278,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(toolkit.verbose)
 
     try:
+        check_our_flags(ours, toolkit)
         install = locate_vlmevalkit(ours.vlmevalkit_run)
     except TGLlavaError as err:
         logger.error("%s", err)
@@ -299,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work_dir = Path(os.environ.get("MMEVAL_ROOT") or toolkit.work_dir)
     try:
         entries = {} if toolkit.help else _our_model_entries(toolkit, ours, wrapper)
+        check_config_datasets(toolkit)
         wrapper.check_variant_request(list(entries), ours.variant)
         wrapper.generation_from_keywords(generation_overrides(toolkit))  # bad decoding flags fail here
         batch_sizes = wrapper.run_batch_sizes(list(entries), toolkit.config, ours.batch_size)

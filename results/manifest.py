@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tg_llava_eval.atomic_io import write_text_atomic
 from tg_llava_eval.results.errors import ResultFileError
 
 logger = logging.getLogger(__name__)
@@ -244,8 +245,7 @@ def write_run_manifest(directory: str | Path, manifest: RunManifest) -> Path:
     """
     path = Path(directory) / MANIFEST_NAME
     parse_run_manifest(manifest.to_dict(), path)  # same rules as reading
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
     logger.debug("wrote run manifest %s", path)
     return path
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from tg_llava_eval.atomic_io import atomic_file
 from tg_llava_eval.results.errors import ResultFileError
 
 # --- controlled vocabularies -----------------------------------------------------------------
@@ -228,7 +229,10 @@ def frame_to_records(frame: pd.DataFrame, source: str | Path = "<frame>") -> lis
     """
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ResultFileError(source, f"missing column(s) {missing}; a records file needs {list(COLUMNS)}")
+        found = [c for c in frame.columns if c not in COLUMNS]
+        what = "is not a records CSV (written by tg-llava-eval collect)" if len(missing) == len(COLUMNS) else \
+            f"missing column(s) {', '.join(missing)}"
+        raise ResultFileError(source, f"{what}; unexpected column(s): {', '.join(map(str, found)) or 'none'}")
     records = []
     for position, row in enumerate(frame.itertuples(index=False)):
         values = row._asdict()
@@ -248,11 +252,10 @@ def frame_to_records(frame: pd.DataFrame, source: str | Path = "<frame>") -> lis
 
 
 def write_records_csv(records: Iterable[ScoreRecord], path: str | Path) -> Path:
-    """Write records as CSV (columns :data:`COLUMNS`); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records_to_frame(records).to_csv(path, index=False)
-    return path
+    """Write records as CSV (columns :data:`COLUMNS`), atomically; returns the path."""
+    with atomic_file(path) as temporary:
+        records_to_frame(records).to_csv(temporary, index=False)
+    return Path(path)
 
 
 def read_records_csv(path: str | Path) -> list[ScoreRecord]:
@@ -280,11 +283,10 @@ def samples_to_frame(samples: Iterable[SamplePrediction]) -> pd.DataFrame:
 
 
 def write_samples_csv(samples: Iterable[SamplePrediction], path: str | Path) -> Path:
-    """Write sample predictions as CSV; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples_to_frame(samples).to_csv(path, index=False)
-    return path
+    """Write sample predictions as CSV, atomically; returns the path."""
+    with atomic_file(path) as temporary:
+        samples_to_frame(samples).to_csv(temporary, index=False)
+    return Path(path)
 
 
 def read_samples_csv(path: str | Path) -> list[SamplePrediction]:

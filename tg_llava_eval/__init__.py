@@ -27,8 +27,7 @@ The layers and their rules: docs/architecture.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy_api import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -47,14 +46,4 @@ _PUBLIC_API = {
 __all__ = ["__version__", *_PUBLIC_API]
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC_API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tg_llava_eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC_API))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC_API)

@@ -22,3 +22,8 @@ class TGLlavaInputError(TGLlavaError):
 
 class TGLlavaCheckpointError(TGLlavaError):
     """A checkpoint that cannot be loaded or converted strictly (missing/unexpected keys, shapes)."""
+
+
+class TGLlavaUsageError(TGLlavaError):
+    """A command-line argument that cannot work (a missing path, a folder of the wrong kind, an
+    unknown name): found before any heavy work starts; the CLIs exit with status 2."""

@@ -34,12 +34,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tg_llava_eval.errors import TGLlavaCheckpointError
+from tg_llava_eval.training.outputs import MANIFEST_NAME
 from tg_llava_eval.training.recipe import STAGE1_ADAPTER_GROUPS
 
 logger = logging.getLogger(__name__)
 
-#: Manifest file name in a stage-1 output (or checkpoint) folder.
-MANIFEST_NAME = "stage1_adapters.json"
 #: Value of the manifest's ``format`` field and its version.
 MANIFEST_FORMAT = "tg-llava-stage1-adapters"
 MANIFEST_VERSION = 1

@@ -17,11 +17,20 @@
    the parameter table; the effective global batch is logged next to the paper's;
 4. data through :mod:`~tg_llava_eval.training.data` with the processor of the checkpoint, switched
    to the stage's conversation template (stage 1 of Vicuna uses ``plain``);
-5. ``Trainer.train`` (``--resume_from_checkpoint DIR`` or ``last``), then ``save_model`` (ZeRO-3:
-   16-bit weights gathered, ``stage3_gather_16bit_weights_on_model_save``) in safetensors, the
-   processor with the checkpoint's *inference* template, for stage 1 the three adapter groups +
-   manifest (also in every ``checkpoint-*``), and ``training_report.json``: recipe, batch sizes,
-   parameter table, skipped rows by reason (merged over ranks), metrics and the loss history.
+5. ``Trainer.train``: resuming from ``--resume_from_checkpoint DIR`` or ``last``, and by default
+   (``StageRun.auto_resume``) from the newest complete ``checkpoint-N`` already in the output, so
+   re-running a killed command continues it; the resumed run restores weights, optimiser,
+   schedule, RNG states and the data position, and ends bit-identical on CPU;
+6. every save is atomic (:mod:`~tg_llava_eval.training.outputs`): each ``checkpoint-N`` is
+   written into a temporary sibling and renamed into place (:meth:`TGLlavaTrainer._save_checkpoint`;
+   stage 1 adds its three adapter groups + manifest and the processor there), and the final output
+   — ``save_model`` (ZeRO-3: 16-bit weights gathered, ``stage3_gather_16bit_weights_on_model_save``)
+   in safetensors, the processor with the checkpoint's *inference* template, for stage 1 the adapter
+   groups + manifest, and ``training_report.json`` (recipe, batch sizes, parameter table, skipped
+   rows by reason merged over ranks, metrics, loss history) — is written into a temporary folder and
+   committed with ``config.json`` last.
+
+The inputs are checked before this runs (:mod:`~tg_llava_eval.training.preflight`, by the CLI).
 """
 
 from __future__ import annotations
@@ -29,67 +38,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AutoConfig, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoConfig, HfArgumentParser, Trainer, TrainingArguments
 
 from tg_llava_eval.errors import TGLlavaCheckpointError, TGLlavaConfigError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.processing import TGLlavaProcessor
 from tg_llava_eval.training.checkpoints import load_stage1_adapters, save_stage1_adapters
 from tg_llava_eval.training.data import LazySupervisedDataset, ModalityLengthGroupedSampler, SkipReport, TrainingCollator
+from tg_llava_eval.training.outputs import (
+    CHECKPOINT_PREFIX,
+    FINAL_STAGING_NAME,
+    INITIAL_CHECKPOINT_DIR,
+    REPORT_NAME,
+    TRAINER_STATE_NAME,
+    commit_final_output,
+    copy_final_files,
+    finished_step,
+    kill_point,
+    last_complete_checkpoint,
+    replace_directory,
+    rotate_checkpoints,
+    staging_root,
+    warn_leftovers_in,
+)
+from tg_llava_eval.training.preflight import RESUME_LAST, StageRun
 from tg_llava_eval.training.recipe import StageRecipe, get_recipe
 from tg_llava_eval.training.stages import apply_stage_groups
 from tg_llava_eval.variants import get_variant
 
 logger = logging.getLogger(__name__)
 
-#: Written to the stage output folder.
-REPORT_NAME = "training_report.json"
-#: Sub-folder of the output where a tiny variant's random-init starting checkpoint is created.
-INITIAL_CHECKPOINT_DIR = "initial_checkpoint"
 #: ``TrainingArguments`` values the pipeline needs and the command line may not change.
 FIXED_ARGUMENTS: dict[str, Any] = {
     # The collator reads the dataset's items whole (samples, images, skipped rows).
     "remove_unused_columns": False,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class StageRun:
-    """What one ``tg-llava-eval train`` invocation asks for (typed; built by the CLI).
-
-    Attributes:
-        stage: ``"pretrain"`` or ``"finetune"``.
-        variant: preset name (``tiny``, ``tg-llava-qwen2-7b``, ...); must match the checkpoint.
-        data_path: LLaVA conversation JSON.
-        image_dir: folder the rows' ``image`` paths are relative to.
-        output_dir: where the stage writes its model, checkpoints and report.
-        model_path: starting checkpoint (stage 1: required unless the variant is tiny; stage 2:
-            default the stage-1 output).
-        stage1_dir: stage-1 output with the adapter manifest (stage 2 only, required there).
-        strict_data: a bad row is an error naming it instead of being skipped.
-        model_max_length: overrides the recipe's 2048.
-        use_deepspeed: ``False`` runs the plain Trainer (DDP or single process) without a
-            DeepSpeed config.
-        training_flags: ``TrainingArguments`` command-line flags, applied over the recipe.
-    """
-
-    stage: str
-    variant: str
-    data_path: pathlib.Path
-    image_dir: pathlib.Path
-    output_dir: pathlib.Path
-    model_path: pathlib.Path | None = None
-    stage1_dir: pathlib.Path | None = None
-    strict_data: bool = False
-    model_max_length: int | None = None
-    use_deepspeed: bool = True
-    training_flags: tuple[str, ...] = ()
 
 
 #: Deprecated ``TrainingArguments`` spellings -> current ones. The recipe sets the current name,
@@ -156,33 +145,79 @@ def effective_global_batch(args: TrainingArguments) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
-class AdapterExportCallback(TrainerCallback):
-    """Stage 1: write the adapter groups + manifest and the processor into every ``checkpoint-*``
-    (the official trainer also saved the adapters per checkpoint)."""
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
-    def __init__(self, processor: TGLlavaProcessor) -> None:
-        self.processor = processor
 
-    def on_save(self, args, state, control, model=None, **kwargs):
-        folder = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        save_stage1_adapters(model, folder, is_main_process=state.is_world_process_zero)
-        if state.is_world_process_zero:
-            self.processor.save_pretrained(folder)
+def _barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if _distributed():
+        torch.distributed.barrier()
+
+
+def _shared_pid() -> int:
+    """The main process's id on every rank: the name of the temporary folder all ranks write into."""
+    pid = [os.getpid()]
+    if _distributed():
+        torch.distributed.broadcast_object_list(pid, src=0)
+    return int(pid[0])
 
 
 class TGLlavaTrainer(Trainer):
-    """``Trainer`` with the modality-length grouped sampler and skipped-row accounting.
+    """``Trainer`` with the modality-length grouped sampler, skipped-row accounting and atomic
+    checkpoints.
 
     Args:
         group_by_modality_length: use :class:`ModalityLengthGroupedSampler`.
         skip_report: receives the rows the dataset skipped lazily (travelling with the batches).
+        stage1_processor: stage 1: the processor written, with the adapter groups and their
+            manifest, into every ``checkpoint-N`` (the official trainer also saved the adapters per
+            checkpoint), so that ``--from`` may name a checkpoint; ``None`` for stage 2.
         Other arguments: as ``Trainer``.
     """
 
-    def __init__(self, *args, group_by_modality_length: bool, skip_report: SkipReport, **kwargs) -> None:
+    def __init__(self, *args, group_by_modality_length: bool, skip_report: SkipReport,
+                 stage1_processor: TGLlavaProcessor | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.group_by_modality_length = group_by_modality_length
         self.skip_report = skip_report
+        self.stage1_processor = stage1_processor
+        # Set only while _save_checkpoint runs: where the Trainer writes the checkpoint.
+        self._checkpoint_staging: pathlib.Path | None = None
+
+    def _get_output_dir(self, trial) -> str:
+        if self._checkpoint_staging is not None:
+            return str(self._checkpoint_staging)
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write ``checkpoint-N`` atomically: the Trainer writes it (weights, optimiser, scheduler,
+        RNG states, ``trainer_state.json``) into ``.checkpoint-N.tmp-<pid>/``; stage 1 adds the
+        adapters and the processor; once every rank is done the main process renames it into
+        place and removes checkpoints beyond ``save_total_limit`` (renamed aside first)."""
+        output_dir = pathlib.Path(self.args.output_dir)
+        step = self.state.global_step
+        target = output_dir / f"{CHECKPOINT_PREFIX}-{step}"
+        root = staging_root(target, _shared_pid())
+        self._checkpoint_staging = root
+        try:
+            # Its own rotation runs inside the temporary root (which holds only this checkpoint).
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._checkpoint_staging = None
+        staged = root / target.name
+        if self.stage1_processor is not None:
+            save_stage1_adapters(self.model, staged, is_main_process=self.args.should_save)
+            if self.args.should_save:
+                self.stage1_processor.save_pretrained(staged)
+        _barrier()  # every rank has written its part (RNG states, ZeRO shards)
+        if self.args.should_save:
+            kill_point("checkpoint-staged", step)
+            replace_directory(staged, target)
+            root.rmdir()
+            kill_point("checkpoint-promoted", step)
+            rotate_checkpoints(output_dir, self.args.save_total_limit or 0)
+        _barrier()
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -261,6 +296,39 @@ def _starting_checkpoint(run: StageRun, recipe: StageRecipe, args: TrainingArgum
     return folder
 
 
+def _resume_point(run: StageRun, args: TrainingArguments) -> pathlib.Path | None:
+    """Where training resumes: ``--resume_from_checkpoint DIR``/``last``, else (``auto_resume``) the
+    newest complete ``checkpoint-N`` of the output, else nowhere. Temporaries of killed runs in the
+    output are named in a warning and ignored.
+
+    Raises:
+        TGLlavaCheckpointError: ``last`` with no complete checkpoint in the output.
+    """
+    warn_leftovers_in(run.output_dir)
+    asked = args.resume_from_checkpoint
+    if asked and asked != RESUME_LAST:
+        return pathlib.Path(asked)
+    last = last_complete_checkpoint(run.output_dir)
+    if asked == RESUME_LAST and last is None:
+        raise TGLlavaCheckpointError(f"--resume_from_checkpoint last: no complete checkpoint-N in {run.output_dir}")
+    if last is not None and (asked or run.auto_resume):
+        logger.info("resuming from %s (the newest complete checkpoint in %s)", last, run.output_dir)
+        return last
+    return None
+
+
+def _is_final(trainer: TGLlavaTrainer, checkpoint: pathlib.Path) -> bool:
+    """Whether ``checkpoint`` is at (or past) the last step of this run."""
+    step = finished_step(checkpoint)
+    if step is None:
+        return False
+    if trainer.args.max_steps > 0:
+        return step >= trainer.args.max_steps
+    # Epoch-based: the run's step count as the Trainer computes it (public API, no training).
+    *_, max_steps = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
+    return step >= max_steps
+
+
 def run_stage(run: StageRun) -> dict[str, Any]:
     """Train one stage end to end and write its outputs (see the module docstring).
 
@@ -326,24 +394,32 @@ def run_stage(run: StageRun) -> dict[str, Any]:
         args=args,
         train_dataset=dataset,
         data_collator=TrainingCollator(train_processor),
-        callbacks=[AdapterExportCallback(processor)] if not recipe.loads_stage1 else None,
         group_by_modality_length=recipe.group_by_modality_length,
         skip_report=skip_report,
+        stage1_processor=None if recipe.loads_stage1 else processor,
     )
-    resume = args.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(str(run.output_dir))
-        if resume is None:
-            raise TGLlavaCheckpointError(f"--resume_from_checkpoint last: no checkpoint-* in {run.output_dir}")
-    # Grad mode is process-global and other libraries switch it off at import time (importing
-    # VLMEvalKit's `vlmeval.vlm` runs `torch.set_grad_enabled(False)`); training needs it on,
-    # whatever the caller imported before.
-    with torch.enable_grad():
-        result = trainer.train(resume_from_checkpoint=resume)
-
-    trainer.save_model(str(run.output_dir))
-    if not recipe.loads_stage1:
-        save_stage1_adapters(trainer.model, run.output_dir, is_main_process=args.should_save)
+    resume = _resume_point(run, args)
+    # The final output: written into a temporary folder inside the output, committed at the end.
+    staged = staging_root(run.output_dir / FINAL_STAGING_NAME, _shared_pid())
+    if resume is not None and _is_final(trainer, resume):
+        # Killed after its last checkpoint, before the final output was committed. `Trainer.train`
+        # would run one more step here (it checks for the end only after a step), so the final
+        # files are taken from that checkpoint: what `save_model` wrote there at the final step.
+        logger.info("%s is the final step of this run: the final output is copied from it", resume)
+        state = json.loads((resume / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        trainer.state.log_history = state.get("log_history", [])
+        metrics: dict[str, Any] = {}
+        if args.should_save:
+            copy_final_files(resume, staged)
+    else:
+        # Grad mode is process-global and other libraries switch it off at import time (importing
+        # VLMEvalKit's `vlmeval.vlm` runs `torch.set_grad_enabled(False)`); training needs it on,
+        # whatever the caller imported before.
+        with torch.enable_grad():
+            metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
+        trainer.save_model(str(staged))
+        if not recipe.loads_stage1:
+            save_stage1_adapters(trainer.model, staged, is_main_process=args.should_save)
     skip_report = _gather_skip_reports(skip_report)
     report = {
         "stage": recipe.name,
@@ -351,6 +427,7 @@ def run_stage(run: StageRun) -> dict[str, Any]:
         "template": template,
         "start_checkpoint": str(start),
         "stage1_dir": str(run.stage1_dir) if run.stage1_dir else None,
+        "resumed_from": str(resume) if resume else None,
         "recipe": dataclasses.asdict(recipe),
         "effective_global_batch": global_batch,
         "paper_global_batch": recipe.paper_global_batch,
@@ -359,15 +436,24 @@ def run_stage(run: StageRun) -> dict[str, Any]:
         "deepspeed": args.deepspeed,
         "parameters": [dataclasses.asdict(row) for row in table],
         "data": {"rows": dataset.num_rows, "usable_before_training": len(dataset), **skip_report.to_dict()},
-        "metrics": result.metrics,
+        "metrics": metrics,
         "log_history": trainer.state.log_history,
     }
     if args.should_save:
-        processor.save_pretrained(run.output_dir)
-        (run.output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        processor.save_pretrained(staged)
+        (staged / REPORT_NAME).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    _barrier()
+    if args.should_save:
+        kill_point("final-staged")
+        commit_final_output(staged, run.output_dir)
+        logger.info("stage %s: final model written to %s", recipe.name, run.output_dir)
+    _barrier()
     level = logging.WARNING if skip_report.total else logging.INFO
     logger.log(level, "data: %d of %d rows skipped %s", skip_report.total, dataset.num_rows, skip_report.counts())
     return report
 
 
-__all__: Sequence[str] = ["StageRun", "run_stage", "build_training_arguments", "effective_global_batch", "TGLlavaTrainer", "REPORT_NAME"]
+__all__: Sequence[str] = [
+    "StageRun", "run_stage", "build_training_arguments", "effective_global_batch", "TGLlavaTrainer", "REPORT_NAME",
+    "INITIAL_CHECKPOINT_DIR",
+]

@@ -19,38 +19,30 @@ Names below are imported on first use. The layers and the reasons: docs/architec
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy_api import lazy_exports
 
 #: Public name -> the module of this package that defines it (imported on first attribute access).
 _PUBLIC_API = {
-    "read_state_dict": "reading",
-    "read_official_config": "reading",
-    "has_tokenizer_files": "reading",
-    "load_strict": "loading",
-    "create_checkpoint": "creating",
-    "build_tokenizers": "creating",
-    "config_for_tokenizers": "creating",
-    "write_checkpoint": "creating",
-    "assemble_model": "assembling",
-    "assemble_checkpoint": "assembling",
-    "switch_checkpoint": "switching",
-    "official_to_hf": "converting",
-    "to_hf_llava_state_dict": "converting",
-    "convert_checkpoint": "converting",
+    "read_state_dict": ".reading",
+    "read_official_config": ".reading",
+    "has_tokenizer_files": ".reading",
+    "load_strict": ".loading",
+    "create_checkpoint": ".creating",
+    "build_tokenizers": ".creating",
+    "config_for_tokenizers": ".creating",
+    "write_checkpoint": ".creating",
+    "check_output_folder": ".folders",
+    "require_checkpoint": ".folders",
+    "checkpoint_problem": ".folders",
+    "assemble_model": ".assembling",
+    "assemble_checkpoint": ".assembling",
+    "switch_checkpoint": ".switching",
+    "official_to_hf": ".converting",
+    "to_hf_llava_state_dict": ".converting",
+    "convert_checkpoint": ".converting",
 }
 
 __all__ = list(_PUBLIC_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC_API.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC_API))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC_API)

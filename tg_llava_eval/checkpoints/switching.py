@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..atomic_io import atomic_directory
 from ..errors import TGLlavaConfigError
 from ..modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
 from ..processing import TGLlavaProcessor
 from ..variants import get_variant
+from .folders import check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ def switch_checkpoint(
     new_model.load_state_dict(kept, strict=True)
     new_model.generation_config = model.generation_config
     new_processor = TGLlavaProcessor.from_config(new_config, processor.tokenizer, processor.guide_tokenizer)
-    new_model.save_pretrained(output_dir)
-    new_processor.save_pretrained(output_dir)
+    check_output_folder(output_dir)
+    with atomic_directory(output_dir) as staging:  # a killed write leaves no half checkpoint
+        new_model.save_pretrained(staging)
+        new_processor.save_pretrained(staging)
     logger.info("wrote %s (%s) from %s with TG-FOM %s, TG-DP %s", output_dir, variant, source,
                 "on" if use_text_guided_mask else "off", "on" if use_detail_perceiver else "off")
     return output_dir

@@ -8,7 +8,11 @@ defines:
 * ``add_arguments(parser: argparse.ArgumentParser) -> None``;
 * ``run(args: argparse.Namespace) -> int``: the exit status.
 
-``main(argv=None)`` is the console-script entry point.
+``main(argv=None)`` is the console-script entry point. Errors are one line on stderr, with no
+traceback unless ``-v``: exit status 2 for a usage error (:class:`~tg_llava_eval.errors.TGLlavaUsageError`,
+or a bad value of a known kind: :class:`~tg_llava_eval.errors.TGLlavaConfigError`), 1 for a failure
+at run time (any other error). Sub-commands check their arguments before importing the heavy
+stacks (:mod:`.validation`). The case list is docs/errors.md.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+
+from ..errors import TGLlavaConfigError, TGLlavaError, TGLlavaUsageError
+
+logger = logging.getLogger(__name__)
+#: Exit statuses (argparse's own usage errors are 2 as well).
+EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 #: sub-command name -> module that implements it (lazy registry; order = order in --help).
 SUBCOMMANDS: dict[str, str] = {
@@ -74,7 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if getattr(args, "_run", None) is None:
         parser.print_help()
-        return 2
-    return int(args._run(args) or 0)
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - the one place every sub-command's error becomes one line
+        usage = isinstance(error, (TGLlavaUsageError, TGLlavaConfigError))
+        if args.verbose:
+            logger.exception("tg-llava-eval %s failed", args.command)
+        # One line on stderr whatever the logging set-up (argparse's own errors look the same).
+        kind = "" if usage or isinstance(error, TGLlavaError) else f"{type(error).__name__}: "
+        message = " ".join(str(error).split("\n"))
+        print(f"tg-llava-eval {args.command}: error: {kind}{message}", file=sys.stderr)
+        return EXIT_USAGE if usage else EXIT_FAILURE
 
 

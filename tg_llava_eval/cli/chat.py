@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import TGLlavaInputError, TGLlavaUsageError
+
 HELP = "ask a checkpoint one question about an image"
 
 
@@ -18,7 +20,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", default=None, help="override the checkpoint's conversation template")
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Paths and values, before the model stack is imported."""
+    from ..inference.generation_settings import positive_int
+    from .validation import require_checkpoint, require_file
+
+    require_checkpoint(args.model, "--model")
+    if args.image is not None:
+        require_file(args.image, "--image")
+    positive_int(args.max_new_tokens, "--max-new-tokens")
+    if args.temperature < 0:
+        raise TGLlavaUsageError(f"--temperature {args.temperature}: must be >= 0 (0 = greedy)")
+    if not args.question.strip():
+        raise TGLlavaUsageError("the question is empty")
+
+
 def run(args: argparse.Namespace) -> int:
+    validate(args)
     from ..inference import GenerationRequest, TGLlavaEngine
 
     engine = TGLlavaEngine.from_pretrained(args.model, dtype=args.dtype, device=args.device, template=args.template)
@@ -30,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     )
     (result,) = engine.generate([request])
     if result.error:
-        print(f"error: {result.error}")
-        return 1
+        raise TGLlavaInputError(result.error)
     print(result.text)
     return 0

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from tg_llava_eval.cli.validation import require_file, require_output_file
+from tg_llava_eval.errors import TGLlavaUsageError
 from tg_llava_eval.results import (
     BenchmarkRegistry,
     ParseContext,
@@ -75,6 +77,15 @@ def run(args: argparse.Namespace) -> int:
     was not turned into a record goes unmentioned. A bad input (a malformed mapping row included)
     is logged as an error naming the file and gives status 1 without writing any output.
     """
+    for path in args.paths:
+        if not path.exists():
+            raise TGLlavaUsageError(f"PATH {str(path)!r}: no such file or folder")
+    require_output_file(args.output, "-o/--output")
+    if args.samples is not None:
+        require_output_file(args.samples, "--samples")
+    for flag in ("models", "benchmarks"):
+        if getattr(args, flag) is not None:
+            require_file(getattr(args, flag), f"--{flag}")
     try:
         registry = BenchmarkRegistry()
         if args.benchmarks is not None:

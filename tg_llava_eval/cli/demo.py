@@ -76,6 +76,12 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    from pathlib import Path
+
+    from ..errors import TGLlavaUsageError
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise TGLlavaUsageError(f"--out {args.out!r}: is a file, expected the demo's output folder")
 
     # Tiny models are dominated by per-op overhead: one thread per process is several times faster
     # than two competing threads on a 2-core machine (also inherited by the toolkit subprocesses).

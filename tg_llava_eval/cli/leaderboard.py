@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 
 from tg_llava_eval.cli.collect import samples_path_for
+from tg_llava_eval.cli.validation import require_file
+from tg_llava_eval.errors import TGLlavaUsageError
 from tg_llava_eval.leaderboards import FORMATS, build_leaderboard
 from tg_llava_eval.leaderboards.build import DEFAULT_TITLE
 from tg_llava_eval.results import (
@@ -68,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     Reads and validates every input first (records, references, samples), so a bad file stops
     the command before any output is written; then builds the tables and writes the formats.
     """
+    for path in args.results:
+        require_file(path, "RESULTS_CSV")
+    for path in [*args.reference, *(args.samples or [])]:
+        require_file(path, "--reference" if path in args.reference else "--samples")
+    if args.benchmarks is not None:
+        require_file(args.benchmarks, "--benchmarks")
+    if args.output.exists() and not args.output.is_dir():
+        raise TGLlavaUsageError(f"-o/--output {str(args.output)!r}: is a file, expected a folder")
     try:
         registry = BenchmarkRegistry()
         if args.benchmarks is not None:

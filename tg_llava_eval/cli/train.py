@@ -12,10 +12,19 @@ Launchers (all start this same entry point, ``main(argv=None)``)::
     deepspeed --num_gpus 8 --module tg_llava_eval.cli.train pretrain ...   # adds --local_rank=N
     accelerate launch --num_processes 8 -m tg_llava_eval.cli.train pretrain ...
 
-A plain single-process run (``tg-llava-eval train ...`` or ``python -m ...``) with DeepSpeed gets
-the rendezvous variables DeepSpeed needs (``RANK=0``, ``WORLD_SIZE=1``, a free local
-``MASTER_PORT``) when no launcher set them; without them DeepSpeed tries MPI discovery and fails
-(docs/install.md). ``--no-deepspeed`` trains with the plain ``Trainer``.
+Before anything heavy is imported, every path, name and the data file are checked
+(:func:`tg_llava_eval.training.preflight.check_stage_run`): a bad one is one line naming the
+argument, and exit status 2 (1 for a failure at run time; ``-v`` adds the traceback).
+
+DeepSpeed is used where it is needed or asked for (:func:`~tg_llava_eval.training.preflight.use_deepspeed`):
+several processes, the ``deepspeed`` launcher, CUDA, ``--with-deepspeed`` or ``--deepspeed FILE``;
+a single process on CPU trains with the plain ``Trainer`` (no op compilation), ``--no-deepspeed``
+always does. A launcher-less single process with DeepSpeed gets the rendezvous variables DeepSpeed
+needs (``RANK=0``, ``WORLD_SIZE=1``, a free local ``MASTER_PORT``); without them DeepSpeed tries MPI
+discovery and fails (docs/install.md).
+
+Re-running a command whose output already holds checkpoints resumes from the newest complete one
+(docs/training.md §3).
 
 Options may come before or after the stage name; everything this parser does not know is handed
 to ``HfArgumentParser(TrainingArguments)``, which names any flag it does not know either.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -40,6 +50,8 @@ HELP = "train one TG-LLaVA stage: pretrain (feature alignment, ZeRO-2) or finetu
 STAGES = ("pretrain", "finetune")
 
 logger = logging.getLogger(__name__)
+#: Exit statuses: a failure at run time, a usage error (as argparse's own).
+EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +70,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     add("--model-max-length", type=int, default=argparse.SUPPRESS, help="override the recipe's 2048 tokens")
     add("--no-deepspeed", action="store_true", default=argparse.SUPPRESS,
         help="plain Trainer (DDP / single process) instead of the stage's ZeRO config")
+    add("--with-deepspeed", action="store_true", default=argparse.SUPPRESS,
+        help="use the stage's ZeRO config also for a single process on CPU (default there: plain Trainer)")
     add("--local_rank", "--local-rank", type=int, default=argparse.SUPPRESS,
         help="set by the deepspeed launcher; forwarded to TrainingArguments")
 
@@ -81,8 +95,10 @@ def _merge_options(args: argparse.Namespace) -> tuple[dict, list[str]]:
         ``(options, hf_flags)``: option name -> value, and the ``TrainingArguments`` flags.
 
     Raises:
-        SystemExit: a required option is missing (argparse-style message).
+        TGLlavaUsageError: a required option is missing.
     """
+    from tg_llava_eval.errors import TGLlavaUsageError
+
     late = argparse.ArgumentParser(prog=f"tg-llava-eval train {args.stage}", add_help=False)
     _add_options(late)
     known, hf_flags = late.parse_known_args(args.rest)
@@ -90,8 +106,7 @@ def _merge_options(args: argparse.Namespace) -> tuple[dict, list[str]]:
     options.update(vars(known))
     missing = [name for name in ("variant", "data", "images", "output") if name not in options]
     if missing:
-        raise SystemExit(f"tg-llava-eval train {args.stage}: missing required option(s): "
-                         + ", ".join(f"--{m}" for m in missing))
+        raise TGLlavaUsageError(f"missing required option(s): {', '.join(f'--{m}' for m in missing)}")
     # The deepspeed launcher adds --local_rank=N; TrainingArguments still has that field.
     if "local_rank" in options:
         hf_flags = ["--local_rank", str(options["local_rank"])] + hf_flags
@@ -126,23 +141,27 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train the stage; prints a JSON summary on the main process.
+def _cuda_available() -> bool:
+    """Whether CUDA is usable (imports torch, not DeepSpeed)."""
+    import torch
 
-    Returns:
-        0 on success; 2 when the run stops on a named input, configuration or checkpoint error
-        (logged with the name of the file, row or argument), so launchers see a failure.
+    return torch.cuda.is_available()
+
+
+def _stage_run(args: argparse.Namespace):
+    """Options -> a checked :class:`~tg_llava_eval.training.preflight.StageRun` (torch-free).
+
+    Raises:
+        TGLlavaUsageError: the first bad argument (one line naming it).
     """
-    options, hf_flags = _merge_options(args)
-    use_deepspeed = not options.get("no_deepspeed", False)
-    if use_deepspeed:
-        _single_process_rendezvous()
-    # Imported here, not at module level: `tg-llava-eval --help` must not pay for torch.
-    from tg_llava_eval.errors import TGLlavaError
-    from tg_llava_eval.training.trainer import StageRun, run_stage
+    from tg_llava_eval.errors import TGLlavaUsageError
+    from tg_llava_eval.training.preflight import StageRun, check_stage_run, use_deepspeed
 
-    atexit.unregister(_destroy_process_group)  # once per process, however many runs
-    atexit.register(_destroy_process_group)
+    options, hf_flags = _merge_options(args)
+    if options.get("no_deepspeed") and options.get("with_deepspeed"):
+        raise TGLlavaUsageError("--no-deepspeed and --with-deepspeed contradict each other: give one")
+    if options.get("model_max_length") is not None and options["model_max_length"] <= 0:
+        raise TGLlavaUsageError(f"--model-max-length {options['model_max_length']}: must be > 0")
     stage_run = StageRun(
         stage=args.stage,
         variant=options["variant"],
@@ -153,14 +172,41 @@ def run(args: argparse.Namespace) -> int:
         stage1_dir=options.get("stage1_dir"),
         strict_data=options.get("strict_data", False),
         model_max_length=options.get("model_max_length"),
-        use_deepspeed=use_deepspeed,
         training_flags=tuple(hf_flags),
     )
+    check_stage_run(stage_run, stages=STAGES)
+    forced = False if options.get("no_deepspeed") else True if options.get("with_deepspeed") else None
+    wanted, reason = use_deepspeed(forced=forced, training_flags=hf_flags, environ=os.environ,
+                                   launched_by_deepspeed="local_rank" in options, cuda_available=_cuda_available)
+    logger.info("DeepSpeed %s: %s", "on" if wanted else "off", reason)
+    return dataclasses.replace(stage_run, use_deepspeed=wanted)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the inputs, then train the stage; prints a JSON summary on the main process.
+
+    Returns:
+        0 on success; 2 for a usage error (a bad path, name, data file or flag: logged as one
+        line naming the argument, before anything heavy starts); 1 when the run fails later on a
+        named input or checkpoint error. Launchers see the failure either way.
+    """
+    from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaError, TGLlavaUsageError
+
     try:
+        stage_run = _stage_run(args)
+        if stage_run.use_deepspeed:
+            _single_process_rendezvous()
+        # Imported here, not at module level: `tg-llava-eval --help` must not pay for torch.
+        from tg_llava_eval.training.trainer import run_stage
+
+        atexit.unregister(_destroy_process_group)  # once per process, however many runs
+        atexit.register(_destroy_process_group)
         report = run_stage(stage_run)
     except TGLlavaError as error:
-        logger.error("training failed: %s", error)
-        return 2
+        usage = isinstance(error, (TGLlavaUsageError, TGLlavaConfigError))
+        logger.debug("traceback of the error below", exc_info=True)
+        logger.error("tg-llava-eval train %s: error: %s", args.stage, " ".join(str(error).split("\n")))
+        return EXIT_USAGE if usage else EXIT_FAILURE
     # The CLI's real output, once: the main process prints the summary as one JSON line.
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {
@@ -169,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             "train_loss": report["metrics"].get("train_loss"),
             "effective_global_batch": report["effective_global_batch"],
             "skipped_by_reason": report["data"]["skipped_by_reason"],
+            "resumed_from": report["resumed_from"],
         }
         print(json.dumps(summary))
     return 0

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..errors import TGLlavaError, TGLlavaInputError
+from ..errors import TGLlavaConfigError, TGLlavaInputError
 from ..modeling import TGLlavaForConditionalGeneration
 from ..processing import TGLlavaProcessor, encode_sample
 from ..processing.image_loading import describe_source
@@ -80,14 +80,14 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     """``"auto"``/None pass through; names map to torch dtypes.
 
     Raises:
-        TGLlavaError: An unknown name (lists the known ones).
+        TGLlavaConfigError: An unknown name (lists the known ones).
     """
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
     try:
         return DTYPES[str(dtype).lower()]
     except KeyError:
-        raise TGLlavaError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or 'auto'") from None
+        raise TGLlavaConfigError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or 'auto'") from None
 
 
 def default_device() -> str:

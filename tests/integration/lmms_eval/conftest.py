@@ -43,8 +43,13 @@ def _cli_processes(tiny_checkpoint, tmp_path_factory) -> Iterator[dict[str, Lmms
             single / "out",
             single / "cache",
         ),
-        # the same evaluation in two processes on the CPU
-        "two": start_lmms([*torchrun, *lmms_args(checkpoint, two / "out", model_args="variant=tiny")], two / "out", two / "cache"),
+        # the same evaluation in two processes on the CPU, with the response cache (one file per
+        # rank, relative to the run's working folder ``two``; test_lmms_cache.py reads them)
+        "two": start_lmms(
+            [*torchrun, *lmms_args(checkpoint, two / "out", model_args="variant=tiny,cache_dir=responses")],
+            two / "out",
+            two / "cache",
+        ),
     }
     yield runs
     for run in runs.values():  # a run no selected test waited for
@@ -59,5 +64,6 @@ def cli_single_run(_cli_processes) -> LmmsRun:
 
 @pytest.fixture(scope="session")
 def cli_two_process_run(_cli_processes) -> LmmsRun:
-    """The same evaluation under ``torchrun --nproc_per_node 2 -m lmms_eval`` on the CPU."""
+    """The same evaluation under ``torchrun --nproc_per_node 2 -m lmms_eval`` on the CPU, with
+    ``cache_dir=responses`` (the files are in ``output_dir.parent / "responses"``)."""
     return finish_lmms(_cli_processes["two"])

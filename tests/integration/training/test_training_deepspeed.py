@@ -5,7 +5,8 @@
   from it; a fresh process reloads the stage-2 output with ``from_pretrained`` and generates.
   Checked on the outputs: frozen groups bit-identical, every trainable group changed, stage-1
   adapters + manifest, bad rows skipped and counted over both ranks.
-* ``test_resume_matches_the_uninterrupted_run``: single-rank DeepSpeed ZeRO-2; an uninterrupted
+* ``test_resume_matches_the_uninterrupted_run``: single-rank DeepSpeed ZeRO-2 (``--with-deepspeed``:
+  a single CPU process would otherwise train without DeepSpeed); an uninterrupted
   6-step run vs a run resumed from its ``checkpoint-3``: the losses of steps 4-6 must agree to
   :data:`RESUME_TOLERANCE` (measured: identical to the last bit on CPU, fp32).
 
@@ -172,7 +173,8 @@ def test_resume_matches_the_uninterrupted_run(data, tmp_path):
     dataset, _ = data
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     common = ["pretrain", "--variant", "tiny", "--data", str(dataset.stage1_json), "--images", str(dataset.image_dir),
-              "--max_steps", "6", "--save_steps", "3", "--lr_scheduler_type", "constant", "--warmup_steps", "0", *FAST]
+              "--max_steps", "6", "--save_steps", "3", "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+              "--with-deepspeed", *FAST]
     # Both runs in one process (one import), via the CLI entry point; DeepSpeed single rank. The
     # resumed run starts from a model of ANOTHER seed: only a real resume (weights, optimizer,
     # schedule and data position from checkpoint-3) can reproduce steps 4-6.
@@ -192,6 +194,7 @@ def test_resume_matches_the_uninterrupted_run(data, tmp_path):
         history = json.loads((folder / REPORT_NAME).read_text())["log_history"]
         return {e["step"]: e["loss"] for e in history if "loss" in e}
 
+    assert json.loads((full / REPORT_NAME).read_text())["deepspeed"].endswith("zero2.json")
     uninterrupted, after_resume = losses(full), losses(resumed)
     assert sorted(uninterrupted) == list(range(1, 7)) and {4, 5, 6} <= set(after_resume)
     for step in (4, 5, 6):

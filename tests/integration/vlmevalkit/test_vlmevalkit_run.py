@@ -234,7 +234,8 @@ def test_our_flags_are_checked_before_vlmevalkit_runs(tmp_path, tiny_checkpoint,
                                                    "--data", tiny.MCQ_NAME],
         "contradicts --model TG-LLaVA-Qwen2-7B": ["--model", "TG-LLaVA-Qwen2-7B", "--model-path", tiny_checkpoint,
                                                    "--variant", "tiny", "--data", tiny.MCQ_NAME],
-        "is not a checkpoint directory": ["--model", "tg_llava", "--model-path", tmp_path, "--data", tiny.MCQ_NAME],
+        "has no config.json: not a checkpoint folder": ["--model", "tg_llava", "--model-path", tmp_path,
+                                                        "--data", tiny.MCQ_NAME],
     }
     for message, argv in cases.items():
         caplog.clear()

@@ -164,8 +164,8 @@ def test_cli_assembles_from_parts(parts, tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--vision", "{missing}", "--llm", "{llm}"], "--vision: no such directory"),
-        (["--vision", "{clip}", "--llm", "{missing}"], "--llm: no such directory"),
+        (["--vision", "{missing}", "--llm", "{llm}"], "--vision '{missing}': no such folder"),
+        (["--vision", "{clip}", "--llm", "{missing}"], "--llm '{missing}': no such folder"),
         (["--vision", "{llm}", "--llm", "{llm}"], "expected a CLIP checkpoint"),
         (["--vision", "{clip}", "--llm", "{clip}"], "AutoModelForCausalLM cannot build"),
         (["--vision", "{clip}"], "needs both --vision and --llm"),
@@ -177,7 +177,8 @@ def test_cli_names_the_bad_argument(parts, tmp_path, capsys, flags, message):
     argv = ["create", "--variant", VARIANT, "-o", str(tmp_path / "out")] + [f.format(**paths) for f in flags]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err
+    message = message.format(**paths)
+    assert message in err and "Traceback" not in err
     if "expected" in message or "cannot build" in message:
         wrong = llm_dir if "CLIP" in message else clip_dir
         assert str(wrong) in err

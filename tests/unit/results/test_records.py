@@ -85,7 +85,10 @@ def test_bad_cells(tmp_path, column, bad, message):
 def test_missing_columns_are_listed(tmp_path):
     path = tmp_path / "results.csv"
     records_to_frame([make_record()]).drop(columns=["metric", "scale"]).to_csv(path, index=False)
-    with pytest.raises(ResultFileError, match=r"missing column\(s\) \['metric', 'scale'\]"):
+    with pytest.raises(ResultFileError, match=r"missing column\(s\) metric, scale; unexpected column\(s\): none$"):
+        read_records_csv(path)
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(path, index=False)
+    with pytest.raises(ResultFileError, match=r"is not a records CSV .*; unexpected column\(s\): a, b$"):
         read_records_csv(path)
 
 

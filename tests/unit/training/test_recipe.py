@@ -116,5 +116,7 @@ def test_cli_options_before_or_after_the_stage_and_launcher_local_rank(tmp_path)
     assert args.stage == "finetune" and options["variant"] == "tiny" and options["strict_data"] is True
     assert str(options["data"]) == "d.json" and str(options["stage1_dir"]) == "s1" and str(options["output"]) == "out"
     assert hf_flags == ["--local_rank", "1", "--learning_rate", "1e-4", "--max_steps", "3"]
-    with pytest.raises(SystemExit, match="missing required option.*--images"):
+    from tg_llava_eval.errors import TGLlavaUsageError
+
+    with pytest.raises(TGLlavaUsageError, match="missing required option.*--images"):
         _merge_options(parser.parse_args(["pretrain", "--variant", "tiny", "--data", "d", "--output", "o"]))
