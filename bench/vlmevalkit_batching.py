@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -41,7 +40,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench_common import REPO_ROOT, tiny_datasets  # noqa: E402 - bench/ is the script folder
+
 RUN_PY = REPO_ROOT / "run.py"
 BENCH_NAME = "tg_bench_batching"
 WARMUP_NAME = "tg_bench_batching_warmup"
@@ -52,14 +52,6 @@ TIMING_LINE = re.compile(
     r"(?P<generated>\d+) rows generated, (?P<dropped>\d+) answers dropped; (?P<model_s>[\d.]+) s in the model, "
     r"(?P<loop_s>[\d.]+) s since the dataset began"
 )
-
-
-def _tiny_datasets():
-    """The deterministic table writer shared with the tests (``tests/data/vlmeval/tiny_datasets.py``)."""
-    spec = importlib.util.spec_from_file_location("tiny_datasets", REPO_ROOT / "tests" / "data" / "vlmeval" / "tiny_datasets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +116,7 @@ def main(argv=None) -> int:
     if args.rows % args.per_image:
         raise SystemExit(f"--rows ({args.rows}) must be a multiple of --per-image ({args.per_image})")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    tiny = _tiny_datasets()
+    tiny = tiny_datasets()
     with tempfile.TemporaryDirectory(prefix="tg_batching_bench_") as tmp:
         tmp = Path(tmp)
         lmu = tmp / "LMUData"

@@ -25,7 +25,6 @@ and the settings.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -35,17 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench_common import tiny_datasets  # noqa: E402 - bench/ is the script folder
+
 BENCH_NAME = "tg_bench_cache"
 WARMUP_NAME = "tg_bench_warmup"
-
-
-def _tiny_datasets():
-    """The deterministic table writer shared with the tests (``tests/data/vlmeval/tiny_datasets.py``)."""
-    spec = importlib.util.spec_from_file_location("tiny_datasets", REPO_ROOT / "tests" / "data" / "vlmeval" / "tiny_datasets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +83,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--questions ({args.questions}) must be a multiple of --per-image ({args.per_image})")
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tiny = _tiny_datasets()
+    tiny = tiny_datasets()
     with tempfile.TemporaryDirectory(prefix="tg_cache_bench_") as tmp:
         tmp = Path(tmp)
         lmu = tmp / "LMUData"

@@ -100,13 +100,22 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     temporary.mkdir()
     try:
         yield temporary
-        replaced = None
-        if path.exists():
-            replaced = temporary_sibling(path, REPLACED_INFIX)
-            os.replace(path, replaced)
-        os.replace(temporary, path)
-        if replaced is not None:
-            shutil.rmtree(replaced)
+        replace_directory(temporary, path)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)
+
+
+def replace_directory(staged: Path, target: Path) -> None:
+    """Rename the complete folder ``staged`` to ``target``, replacing an existing ``target``.
+
+    An existing ``target`` is renamed aside (``.old-``) first and deleted afterwards; between the
+    two renames ``target`` is absent, never partial.
+    """
+    aside = None
+    if target.exists():
+        aside = temporary_sibling(target, REPLACED_INFIX)
+        os.replace(target, aside)
+    os.replace(staged, target)
+    if aside is not None:
+        shutil.rmtree(aside)

@@ -46,7 +46,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from tg_llava_eval.atomic_io import REPLACED_INFIX, TEMPORARY_INFIX, temporary_sibling
+from tg_llava_eval.atomic_io import REPLACED_INFIX, TEMPORARY_INFIX, replace_directory, temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -171,21 +171,6 @@ def remove_directory(path: Path) -> None:
     os.replace(path, aside)
     kill_point("checkpoint-rotating", checkpoint_step(path))
     shutil.rmtree(aside)
-
-
-def replace_directory(staged: Path, target: Path) -> None:
-    """Rename the complete folder ``staged`` to ``target``, replacing an existing ``target``.
-
-    An existing ``target`` is renamed aside first and deleted afterwards; between the two renames
-    ``target`` is absent, never partial.
-    """
-    aside = None
-    if target.exists():
-        aside = temporary_sibling(target, REPLACED_INFIX)
-        os.replace(target, aside)
-    os.replace(staged, target)
-    if aside is not None:
-        shutil.rmtree(aside)
 
 
 def rotate_checkpoints(output_dir: Path, keep: int) -> list[Path]:

@@ -70,11 +70,17 @@ class VisionTowerConvention:
             ``padding="valid"`` patch convolution drops the remainder and its position table has
             ``(image_size // patch_size)²`` rows (SigLIP so400m: 384 px, patch 14 -> 27 × 27).
             CLIP-L/336 divides exactly and the check is kept strict for it.
+        model_class: The transformers class that builds the tower (``AutoModel`` has no entry
+            for every family, e.g. not for ``SiglipTextConfig``).
+        image_processor_class: The family's own transformers image processor, whose class
+            defaults give the mean, std and resampling filter of the processor.
     """
 
     model_type: str
     has_cls_token: bool
     partial_patches: bool
+    model_class: str
+    image_processor_class: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class GuideTowerConvention:
             pad); otherwise to the batch's longest guide (CLIP).
         tower_attention_mask: The padding mask is passed to the tower (CLIP); SigLIP's text tower
             was trained without one and sees its padding.
+        model_class: The transformers class that builds the tower.
     """
 
     model_type: str
@@ -100,14 +107,17 @@ class GuideTowerConvention:
     pools_at_eos: bool
     pad_to_max_length: bool
     tower_attention_mask: bool
+    model_class: str
 
 
 #: Vision towers TG-LLaVA can use, by ``vision_config.model_type``.
 VISION_TOWERS: dict[str, VisionTowerConvention] = {
     c.model_type: c
     for c in (
-        VisionTowerConvention("clip_vision_model", has_cls_token=True, partial_patches=False),
-        VisionTowerConvention("siglip_vision_model", has_cls_token=False, partial_patches=True),
+        VisionTowerConvention("clip_vision_model", has_cls_token=True, partial_patches=False,
+                              model_class="CLIPVisionModel", image_processor_class="CLIPImageProcessorPil"),
+        VisionTowerConvention("siglip_vision_model", has_cls_token=False, partial_patches=True,
+                              model_class="SiglipVisionModel", image_processor_class="SiglipImageProcessorPil"),
     )
 }
 #: Guide towers TG-LLaVA can use, by ``guide_config.model_type``.
@@ -115,9 +125,9 @@ GUIDE_TOWERS: dict[str, GuideTowerConvention] = {
     c.model_type: c
     for c in (
         GuideTowerConvention("clip_text_model", pooled_width_field="hidden_size", pools_at_eos=True,
-                             pad_to_max_length=False, tower_attention_mask=True),
+                             pad_to_max_length=False, tower_attention_mask=True, model_class="CLIPTextModel"),
         GuideTowerConvention("siglip_text_model", pooled_width_field="projection_size", pools_at_eos=False,
-                             pad_to_max_length=True, tower_attention_mask=False),
+                             pad_to_max_length=True, tower_attention_mask=False, model_class="SiglipTextModel"),
     )
 }
 

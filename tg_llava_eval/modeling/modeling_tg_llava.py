@@ -50,6 +50,7 @@ import os
 from typing import Any
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -57,9 +58,7 @@ from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.blip_2.modeling_blip_2 import Blip2QFormerModel
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
 from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverLayer, Idefics2RMSNorm
-from transformers.models.siglip.modeling_siglip import SiglipTextModel, SiglipVisionModel
 from transformers.utils import logging
 
 from ..errors import TGLlavaInputError
@@ -82,18 +81,6 @@ TRAINABLE_GROUPS = ("projector", "text_guided_mask", "detail_perceiver", "llm")
 #: Module groups that stay frozen in both official stages.
 FROZEN_GROUPS = ("vision_tower", "guide_tower")
 
-#: The transformers class of each tower family, by sub-config ``model_type`` (the keys of
-#: ``VISION_TOWERS`` / ``GUIDE_TOWERS``). Explicit because ``AutoModel`` has no entry for
-#: ``SiglipTextConfig``; for CLIP these are the classes ``AutoModel`` picks. A unit test checks
-#: that the keys are those of the conventions.
-VISION_TOWER_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "clip_vision_model": CLIPVisionModel,
-    "siglip_vision_model": SiglipVisionModel,
-}
-GUIDE_TOWER_CLASSES: dict[str, type[PreTrainedModel]] = {
-    "clip_text_model": CLIPTextModel,
-    "siglip_text_model": SiglipTextModel,
-}
 
 class TGLlavaProjector(nn.Module):
     """Two-layer MLP ``Linear(in→out), act, Linear(out→out)`` (``mlp2x_gelu``) or one Linear.
@@ -318,8 +305,11 @@ class TGLlavaForConditionalGeneration(TGLlavaPreTrainedModel, GenerationMixin):
     def __init__(self, config: TGLlavaConfig):
         super().__init__(config)
         # `_from_config` is what `AutoModel.from_config` calls (attention backend, dtype).
-        self.vision_tower = VISION_TOWER_CLASSES[config.vision_config.model_type]._from_config(config.vision_config)
-        self.guide_tower = GUIDE_TOWER_CLASSES[config.guide_config.model_type]._from_config(config.guide_config)
+        # The tower classes are named by the config's conventions (AutoModel cannot build every family).
+        self.vision_tower = getattr(transformers, config.vision_tower_convention.model_class)._from_config(
+            config.vision_config)
+        self.guide_tower = getattr(transformers, config.guide_tower_convention.model_class)._from_config(
+            config.guide_config)
         self.multi_modal_projector = TGLlavaProjector(
             config.vision_config.hidden_size,
             config.text_config.hidden_size,
@@ -622,6 +612,4 @@ __all__ = [
     "TGLlavaForConditionalGeneration",
     "TRAINABLE_GROUPS",
     "FROZEN_GROUPS",
-    "VISION_TOWER_CLASSES",
-    "GUIDE_TOWER_CLASSES",
 ]

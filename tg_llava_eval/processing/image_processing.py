@@ -26,7 +26,7 @@ is (127, 127, 127); bicubic; rescale 1/255) at the tower's ``image_size`` (384 f
 processor resizes to ``S x S`` without a centre crop; on the padded square the CLIP steps (shortest
 edge to ``S``, centre crop ``S x S``) are the same resize, so the pixels equal
 ``SiglipImageProcessorPil``'s (a unit test checks it). :func:`build_image_processor` picks the
-constants by ``vision_config.model_type`` (:data:`VISION_IMAGE_CONSTANTS`).
+constants by ``vision_config.model_type`` (its ``VISION_TOWERS`` entry's ``image_processor_class``).
 
 Samples without an image get all-zero ``pixel_values`` and crops (the official behaviour for
 text-only samples), so batch tensors stay rectangular.
@@ -46,13 +46,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import transformers
 from PIL import Image
-from transformers import CLIPImageProcessor, CLIPImageProcessorPil, SiglipImageProcessorPil
+from transformers import CLIPImageProcessor, CLIPImageProcessorPil
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from ..errors import TGLlavaConfigError
-from ..modeling.configuration_tg_llava import CROP_SOURCES  # where the TG-DP crops come from
+from ..modeling.configuration_tg_llava import CROP_SOURCES, VISION_TOWERS  # crop sources; tower families
 from .image_loading import DEFAULT_MAX_IMAGE_PIXELS, ImageInput, describe_source, load_image
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,6 @@ logger = logging.getLogger(__name__)
 IMAGE_PROCESSOR_BACKENDS: dict[str, type[BaseImageProcessor]] = {
     "pil": CLIPImageProcessorPil,
     "torchvision": CLIPImageProcessor,
-}
-#: Whose normalisation constants the processor uses, by ``vision_config.model_type`` (dispatch by
-#: registry): each family's own transformers image processor, read from its class defaults.
-VISION_IMAGE_CONSTANTS: dict[str, type[BaseImageProcessor]] = {
-    "clip_vision_model": CLIPImageProcessorPil,
-    "siglip_vision_model": SiglipImageProcessorPil,
 }
 #: The vision family of configs that do not name one (the official CLIP).
 DEFAULT_VISION_MODEL_TYPE = "clip_vision_model"
@@ -117,7 +112,7 @@ def build_image_processor(image_size: int, vision_model_type: str = DEFAULT_VISI
     Args:
         image_size: ``S`` (``config.image_size``: 336 CLIP-L, 384 SigLIP so400m).
         vision_model_type: ``vision_config.model_type``; its family's transformers processor
-            (:data:`VISION_IMAGE_CONSTANTS`) gives mean, std and the resampling filter.
+            (its ``VISION_TOWERS`` entry's ``image_processor_class``) gives mean, std and the resampling filter.
 
     Returns:
         A ``CLIPImageProcessorPil`` (see :func:`build_clip_image_processor`).
@@ -125,12 +120,11 @@ def build_image_processor(image_size: int, vision_model_type: str = DEFAULT_VISI
     Raises:
         TGLlavaConfigError: A vision family without image constants here.
     """
-    if vision_model_type not in VISION_IMAGE_CONSTANTS:
+    if vision_model_type not in VISION_TOWERS:
         raise TGLlavaConfigError(
-            f"no image processing known for vision_config.model_type={vision_model_type!r}; "
-            f"known: {tuple(VISION_IMAGE_CONSTANTS)}"
+            f"no image processing known for vision_config.model_type={vision_model_type!r}; known: {tuple(VISION_TOWERS)}"
         )
-    family = VISION_IMAGE_CONSTANTS[vision_model_type]
+    family = getattr(transformers, VISION_TOWERS[vision_model_type].image_processor_class)
     processor = build_clip_image_processor(image_size, image_mean=family.image_mean, image_std=family.image_std)
     processor.resample = family.resample
     return processor
