@@ -7,7 +7,7 @@ A stage writes everything under ``--output DIR``::
     DIR/config.json, model.safetensors, processor files, stage-1 adapters, training_report.json
 
 Every save is atomic, so a SIGKILL at any moment leaves the previous complete output or none
-(issue 19):
+(docs/training.md, section 3):
 
 * **checkpoints**: the Trainer writes ``checkpoint-N`` into a hidden temporary sibling
   ``DIR/.checkpoint-N.tmp-<pid>/`` (:func:`staging_root`); when every rank has finished writing,

@@ -7,7 +7,7 @@ switches that turn the model into LLaVA-1.5 or into an ablation:
 sub-config          class                      role
 ==================  =========================  ==============================================
 ``vision_config``   ``CLIPVisionConfig`` or    frozen ViT (CLIP ViT-L/14-336 officially; SigLIP
-                    ``SiglipVisionConfig``     so400m as the README's switch, issue #20)
+                    ``SiglipVisionConfig``     so400m, the official README's switch)
 ``guide_config``    ``CLIPTextConfig`` or      frozen text tower reading the instruction (CLIP-L
                     ``SiglipTextConfig``       text officially; SigLIP's text tower)
 ``text_config``     any causal-LM config       the LLM (Llama / Vicuna / Qwen2 tested)
