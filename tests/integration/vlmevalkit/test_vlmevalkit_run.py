@@ -185,7 +185,7 @@ def test_bad_rows_are_recorded_and_counted(mcq_run):
     assert "row 3 of tg_tiny_bad_rows: the question is empty" in rows[3]
     assert re.search(r"request tg_tiny_bad_rows/5\.png: the prompt has \d+ LLM tokens .* max_length=\d+", rows[5]), rows[5]
     # the 600-word question is answered, its text guide cut to the guide tower's 77 positions
-    assert re.search(r"guide text has \d+ CLIP tokens; keeping the first 76 .*Describe colour colour", result.log)
+    assert re.search(r"guide text has \d+ tokens; keeping the first 76 .*Describe colour colour", result.log)
     paths = _predictions(work, tiny.BAD_PATHS_NAME).set_index("index")["prediction"]
     assert {int(i) for i, p in paths.items() if wrapper.is_failure(p)} == set(tiny.BAD_PATHS), paths.to_dict()
     assert "does_not_exist.png does not exist" in paths[1]
