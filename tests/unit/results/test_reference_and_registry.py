@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from tests.shared_files import shared_file
 from tg_llava_eval.results import (
     BenchmarkRegistry,
     ResultFileError,
@@ -19,8 +19,6 @@ from tg_llava_eval.results import (
 )
 from tg_llava_eval.results.benchmarks import DEFAULT_BENCHMARKS
 from tg_llava_eval.results.reference import REFERENCE_COLUMNS
-
-SHARED_CSV = Path(__file__).resolve().parents[4] / "shared" / "reference" / "reference_scores.csv"
 
 
 def test_shipped_reference_is_package_data_and_loads_every_row():
@@ -36,9 +34,8 @@ def test_shipped_reference_is_package_data_and_loads_every_row():
     assert first.model == "LLaVA-1.5 Vicuna-7B @336px/576tok"
 
 
-@pytest.mark.skipif(not SHARED_CSV.exists(), reason="../shared/reference is not beside the checkout")
 def test_shipped_copy_matches_the_shared_reference():
-    assert shipped_reference_path().read_bytes() == SHARED_CSV.read_bytes()
+    assert shipped_reference_path().read_bytes() == shared_file("reference/reference_scores.csv").read_bytes()
 
 
 def test_headline_reference_rows_are_unique_per_source_and_benchmark():
