@@ -205,8 +205,11 @@ def agree_on_run_id(runner) -> str:
     return run_id
 
 
-def check_our_flags(ours: argparse.Namespace, toolkit: argparse.Namespace) -> None:
+def check_our_flags(ours: argparse.Namespace, toolkit: argparse.Namespace) -> dict | None:
     """Our flags' paths and values (and ``--config``'s JSON), before VLMEvalKit or torch is imported.
+
+    Returns:
+        The ``--config`` JSON (read here once; the run's other steps take it from here), or ``None``.
 
     Raises:
         TGLlavaUsageError: naming the flag and the value.
@@ -220,15 +223,22 @@ def check_our_flags(ours: argparse.Namespace, toolkit: argparse.Namespace) -> No
         require_variant(ours.variant)
     if ours.batch_size is not None:
         check_batch_size(ours.batch_size, where="--batch-size")
-    if toolkit.config is not None:
-        try:
-            json.loads(require_file(toolkit.config, "--config").read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise TGLlavaUsageError(f"--config {toolkit.config!r}: not a JSON file ({error})") from None
+    if toolkit.config is None:
+        return None
+    try:
+        config = json.loads(require_file(toolkit.config, "--config").read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TGLlavaUsageError(f"--config {toolkit.config!r}: not a JSON file ({error})") from None
+    if not isinstance(config, dict):
+        raise TGLlavaUsageError(f"--config {toolkit.config!r}: not a JSON object with \"model\" and \"data\" entries")
+    return config
 
 
-def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wrapper) -> dict[str, tuple[str | None, str | None]]:
+def _our_model_entries(config: dict | None, toolkit: argparse.Namespace, ours: argparse.Namespace,
+                       wrapper) -> dict[str, tuple[str | None, str | None]]:
     """Models of this run that are ours: name -> (checkpoint, variant request).
+
+    ``config`` is the ``--config`` JSON (:func:`check_our_flags`), or ``None`` for ``--model``.
 
     Raises:
         TGLlavaConfigError: one of them has no checkpoint.
@@ -236,8 +246,7 @@ def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wr
     from tg_llava_eval.errors import TGLlavaConfigError
 
     entries: dict[str, tuple[str | None, str | None]] = {}
-    if toolkit.config is not None:
-        config = json.loads(Path(toolkit.config).read_text())
+    if config is not None:
         for name, entry in config.get("model", {}).items():
             if "class" in entry and entry["class"] != wrapper.CLASS_NAME:
                 continue
@@ -261,20 +270,20 @@ def _our_model_entries(toolkit: argparse.Namespace, ours: argparse.Namespace, wr
     return entries
 
 
-def check_config_datasets(toolkit: argparse.Namespace) -> None:
+def check_config_datasets(config: dict | None, toolkit: argparse.Namespace) -> None:
     """Every ``--config`` dataset names a class VLMEvalKit has (VLMEvalKit would fail that dataset
     after loading the model, log it and exit 0).
 
     Raises:
         TGLlavaUsageError: naming the dataset, the class and the closest class names.
     """
-    if toolkit.config is None:
+    if config is None:
         return
     import difflib
 
     import vlmeval.dataset
 
-    for name, entry in json.loads(Path(toolkit.config).read_text()).get("data", {}).items():
+    for name, entry in config.get("data", {}).items():
         cls = entry.get("class") if isinstance(entry, dict) else None
         if cls is not None and not isinstance(getattr(vlmeval.dataset, str(cls), None), type):
             known = [n for n in dir(vlmeval.dataset) if isinstance(getattr(vlmeval.dataset, n), type)]
@@ -284,11 +293,9 @@ def check_config_datasets(toolkit: argparse.Namespace) -> None:
                                     f"does not have{hint}")
 
 
-def _dataset_names(toolkit: argparse.Namespace) -> list[str]:
-    """The datasets of this run (``--data`` values or ``--config`` data keys)."""
-    if toolkit.config is not None:
-        return list(json.loads(Path(toolkit.config).read_text()).get("data", {}))
-    return list(toolkit.data or ())
+def _dataset_names(config: dict | None, toolkit: argparse.Namespace) -> list[str]:
+    """The datasets of this run (``--config`` data keys, or ``--data`` values)."""
+    return list(config.get("data", {})) if config is not None else list(toolkit.data or ())
 
 
 def log_failed_rows(work_dir: Path, model_names: Sequence[str], datasets: Sequence[str], wrapper) -> dict[str, tuple[int, int]]:
@@ -323,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(toolkit.verbose)
 
     try:
-        check_our_flags(ours, toolkit)
+        config = check_our_flags(ours, toolkit)
         install = locate_vlmevalkit(ours.vlmevalkit_run)
     except TGLlavaError as err:
         logger.error("%s", err)
@@ -344,8 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser(wrapper.PRESETS).print_help()  # ours first; VLMEvalKit prints its own help and exits below
     work_dir = Path(os.environ.get("MMEVAL_ROOT") or toolkit.work_dir)
     try:
-        entries = {} if toolkit.help else _our_model_entries(toolkit, ours, wrapper)
-        check_config_datasets(toolkit)
+        entries = {} if toolkit.help else _our_model_entries(config, toolkit, ours, wrapper)
+        check_config_datasets(config, toolkit)
         wrapper.check_variant_request(list(entries), ours.variant)
         wrapper.generation_from_keywords(generation_overrides(toolkit))  # bad decoding flags fail here
         batch_sizes = wrapper.run_batch_sizes(list(entries), toolkit.config, ours.batch_size)
@@ -372,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0 and entries:
-        log_failed_rows(work_dir, list(entries), _dataset_names(toolkit), wrapper)
+        log_failed_rows(work_dir, list(entries), _dataset_names(config, toolkit), wrapper)
     return 0
 
 

@@ -47,6 +47,7 @@ import signal
 from pathlib import Path
 
 from tg_llava_eval.atomic_io import REPLACED_INFIX, TEMPORARY_INFIX, replace_directory, temporary_sibling
+from tg_llava_eval.checkpoints.folders import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ CHECKPOINT_PREFIX = "checkpoint"
 #: The file the Trainer writes last into a checkpoint: without it the checkpoint is incomplete.
 TRAINER_STATE_NAME = "trainer_state.json"
 #: The final output's commit record (see the module docstring).
-COMMIT_FILE = "config.json"
+COMMIT_FILE = CONFIG_NAME
 #: Name whose temporary sibling (``.model.tmp-<pid>``) stages the final output inside the folder.
 FINAL_STAGING_NAME = "model"
 
 #: What a checkpoint holds of the final output (``save_model``'s files and the stage-1 adapters),
 #: copied when a resumed run finds its last checkpoint already at the final step.
-FINAL_FILES_IN_CHECKPOINT = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+FINAL_FILES_IN_CHECKPOINT = (CONFIG_NAME, "generation_config.json", "*.safetensors", "model.safetensors.index.json",
                              "training_args.bin", MANIFEST_NAME)
 
 #: Environment variable of the test hook, and the points it can stop a run at.
