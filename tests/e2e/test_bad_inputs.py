@@ -144,6 +144,8 @@ CASES = [
                                                 "--work-dir", "{out}"], 2, "has no config.json", "{out}"),
     _run_py("run-config-not-json", ["--config", "{file}", "--work-dir", "{out}"], 2,
             "--config '{file}': not a JSON file", "{out}"),
+    _run_py("run-config-not-an-object", ["--config", "{json_list}", "--work-dir", "{out}"], 2,
+            "--config '{json_list}': not a JSON object", "{out}"),
     _run_py("run-zero-batch-size", ["--model", "tg_llava", "--batch-size", "0", "--data", "x", "--work-dir", "{out}"],
             2, "--batch-size: batch_size must be a positive integer, got 0", "{out}"),
     _run_py("run-unknown-variant", ["--model", "tg_llava", "--variant", "qwen2", "--data", "x", "--work-dir", "{out}"],
@@ -186,6 +188,7 @@ def paths(tmp_path_factory, tiny_checkpoint) -> dict[str, str]:
     import pandas as pd
 
     pd.read_csv(records).drop(columns=["metric"]).to_csv(root / "wrong_column.csv", index=False)
+    (root / "a_list.json").write_text("[]\n")
     (root / "unknown_dataset.json").write_text(json.dumps(
         {"model": {"tg_llava": {}}, "data": {"tg_tiny_yorn": {"class": "ImageYesNoDataset", "dataset": "tg_tiny_yorn"}}}
     ))
@@ -194,7 +197,7 @@ def paths(tmp_path_factory, tiny_checkpoint) -> dict[str, str]:
         "file": str(root / "a_file.txt"), "config_only": str(root / "config_only"), "png": str(root / "ok.png"),
         "corrupt": str(root / "corrupt.png"), "missing": str(root / "does_not_exist"), "outputs": str(OUTPUTS),
         "half_written": str(half), "bad_mapping": str(root / "bad_mapping.csv"), "records": str(records),
-        "wrong_column": str(root / "wrong_column.csv"), "unknown_dataset": str(root / "unknown_dataset.json"),
+        "wrong_column": str(root / "wrong_column.csv"), "json_list": str(root / "a_list.json"), "unknown_dataset": str(root / "unknown_dataset.json"),
         "long": " ".join(["colour"] * TOO_LONG_WORDS), "out": str(root / "out"), "out_csv": str(root / "out.csv"),
         "board": str(root / "board"),
     }
