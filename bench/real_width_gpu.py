@@ -133,8 +133,25 @@ def kv_cache_bytes(config: TGLlavaConfig, tokens: int, batch: int, element: int)
     return 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * tokens * batch * element
 
 
-def measure_variant(name: str, llm: str, device: str, dtype: torch.dtype, tokenizers) -> tuple[dict, tuple]:
-    """Prefill/decode figures of one preset at every batch size (and the batching check for TG)."""
+def prefill_decode(model, inputs: dict, device: str, pad_token_id: int) -> tuple[float, float]:
+    """(prefill seconds, decode seconds per step) of ``model`` on ``inputs``: prefill = one forward
+    keeping the last logits; decode = generating ``NEW_TOKENS`` minus generating 1 (the prefill
+    and its first token), over ``NEW_TOKENS - 1`` steps with the KV cache."""
+    greedy = dict(do_sample=False, pad_token_id=pad_token_id)
+    with torch.no_grad():
+        prefill = timed(lambda: model(**inputs, logits_to_keep=1), device)
+        first = timed(lambda: model.generate(**inputs, max_new_tokens=1, **greedy), device)
+        full = timed(lambda: model.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                                            **greedy), device)
+    return prefill, max(full - first, 1e-9) / (NEW_TOKENS - 1)
+
+
+def measure_variant(name: str, llm: str, device: str, dtype: torch.dtype, tokenizers, batch_sizes,
+                    batching_check: bool) -> dict:
+    """Prefill/decode figures of one preset at every batch size (and the batching check for TG).
+
+    Returns ``records`` (batch -> record), ``tokenizers``, and the ``model`` and ``processor``
+    (kept for the comparison with transformers' LLaVA; the caller drops them)."""
     element = torch.finfo(dtype).bits // 8
     reset_peak(device)
     start = time.perf_counter()
@@ -142,45 +159,83 @@ def measure_variant(name: str, llm: str, device: str, dtype: torch.dtype, tokeni
     built_s = time.perf_counter() - start
     config = model.config
     records = {}
-    greedy = dict(do_sample=False, pad_token_id=processor.pad_token_id)
-    for batch in BATCH_SIZES:
+    for batch in batch_sizes:
         inputs = inputs_for(processor, QUESTIONS[:batch], device)
         tokens = inputs["input_ids"].shape[1]
-        with torch.no_grad():
-            prefill = timed(lambda inputs=inputs: model(**inputs, logits_to_keep=1), device)
-            # Decode = generating NEW_TOKENS minus generating 1 (the prefill and its first token).
-            first = timed(lambda inputs=inputs: model.generate(**inputs, max_new_tokens=1, **greedy), device)
-            full = timed(lambda inputs=inputs: model.generate(
-                **inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, **greedy), device)
+        prefill, step = prefill_decode(model, inputs, device, processor.pad_token_id)
         records[batch] = dict(
             section="generate", llm=llm, variant=name, batch=batch, prompt_tokens=tokens,
-            visual_tokens=config.num_image_tokens, build_s=round(built_s, 2), prefill_s=prefill,
-            prefill_tokens_per_s=batch * tokens / prefill,
-            decode_tokens_per_s=batch * (NEW_TOKENS - 1) / max(full - first, 1e-9),
-            peak_gib=peak_memory(device),
+            visual_tokens=config.num_image_tokens, attention=config.text_config._attn_implementation,
+            build_s=round(built_s, 2), prefill_s=prefill, prefill_tokens_per_s=batch * tokens / prefill,
+            decode_tokens_per_s=batch / step, peak_gib=peak_memory(device),
             estimate_gib=(parameter_bytes(model) + kv_cache_bytes(config, tokens + NEW_TOKENS, batch, element)
                           + batch * tokens * config.text_config.intermediate_size * element * 4) / GIB,
         )
         emit(records[batch])
-    if config.use_text_guided_mask:  # greedy answers at batch 1 vs batch 8 (left padding, masked guide padding)
+    if batching_check and config.use_text_guided_mask:
+        # Greedy answers at batch 1 vs batch 8 (left padding, masked guide padding).
         new = NEW_TOKENS // 2
+        greedy = dict(do_sample=False, pad_token_id=processor.pad_token_id, max_new_tokens=new)
         with torch.no_grad():
-            single = [model.generate(**inputs_for(processor, [q], device), max_new_tokens=new, **greedy)[0, -new:]
-                      for q in QUESTIONS]
-            batched = model.generate(**inputs_for(processor, QUESTIONS, device), max_new_tokens=new, **greedy)[:, -new:]
+            single = [model.generate(**inputs_for(processor, [q], device), **greedy)[0, -new:] for q in QUESTIONS]
+            batched = model.generate(**inputs_for(processor, QUESTIONS, device), **greedy)[:, -new:]
         differing = sum(not torch.equal(a, b) for a, b in zip(single, batched))
         emit(dict(section="batching", llm=llm, variant=name, questions=len(QUESTIONS), differing_answers=differing))
-    return records, tokenizers
+    return dict(records=records, tokenizers=tokenizers, model=model, processor=processor)
 
 
-def generate_section(llm: str, device: str, dtype: torch.dtype, tiny: bool) -> None:
-    tg, tokenizers = measure_variant(variant_name(llm, False, tiny), llm, device, dtype, None)
+def compare_hf_llava(base: dict, llm: str, device: str, dtype: torch.dtype, batch_sizes) -> None:
+    """Our LLaVA-1.5 baseline against transformers' ``LlavaForConditionalGeneration`` at the same
+    config and weights (``hf_llava_config`` / ``to_hf_llava_state_dict``): time ratios, the largest
+    difference of the last logits, and how many greedy answers differ."""
+    from transformers import LlavaForConditionalGeneration
+
+    from tg_llava_eval.checkpoints.converting import hf_llava_config, to_hf_llava_state_dict
+
+    ours, processor = base["model"], base["processor"]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            hf = LlavaForConditionalGeneration(hf_llava_config(ours.config)).eval()
+    finally:
+        torch.set_default_dtype(default)
+    missing, unexpected = hf.load_state_dict(to_hf_llava_state_dict(ours.state_dict()), strict=False)
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    greedy = dict(do_sample=False, pad_token_id=processor.pad_token_id, max_new_tokens=NEW_TOKENS // 2)
+    for batch in batch_sizes:
+        inputs = inputs_for(processor, QUESTIONS[:batch], device)
+        hf_inputs = {key: inputs[key] for key in ("input_ids", "attention_mask", "pixel_values")}
+        prefill, step = prefill_decode(hf, hf_inputs, device, processor.pad_token_id)
+        with torch.no_grad():
+            ours_logits = ours(**inputs, logits_to_keep=1).logits.float()
+            hf_logits = hf(**hf_inputs, logits_to_keep=1).logits.float()
+            ours_answers = ours.generate(**inputs, **greedy)[:, -greedy["max_new_tokens"]:]
+            hf_answers = hf.generate(**hf_inputs, **greedy)[:, -greedy["max_new_tokens"]:]
+        record = base["records"][batch]
+        emit(dict(section="baseline_over_hf_llava", llm=llm, batch=batch, missing_keys=missing,
+                  unexpected_keys=unexpected, hf_prefill_s=prefill,
+                  prefill_time_ratio=record["prefill_s"] / prefill,
+                  decode_tokens_per_s_ratio=record["decode_tokens_per_s"] / (batch / step),
+                  max_abs_logit_diff=float((ours_logits - hf_logits).abs().max()),
+                  differing_answers=sum(not torch.equal(a, b) for a, b in zip(ours_answers, hf_answers))))
+    del hf
+
+
+def generate_section(llm: str, device: str, dtype: torch.dtype, tiny: bool, batch_sizes, batching_check: bool,
+                     hf_llava: bool) -> None:
+    tg = measure_variant(variant_name(llm, False, tiny), llm, device, dtype, None, batch_sizes, batching_check)
+    tg_records, tokenizers = tg["records"], tg["tokenizers"]
+    del tg
     reset_peak(device)
-    base, _ = measure_variant(variant_name(llm, True, tiny), llm, device, dtype, tokenizers)
-    for batch in BATCH_SIZES:
+    base = measure_variant(variant_name(llm, True, tiny), llm, device, dtype, tokenizers, batch_sizes, False)
+    for batch in batch_sizes:
         emit(dict(section="tg_over_baseline", llm=llm, batch=batch,
-                  prefill_time_ratio=tg[batch]["prefill_s"] / base[batch]["prefill_s"],
-                  decode_tokens_per_s_ratio=tg[batch]["decode_tokens_per_s"] / base[batch]["decode_tokens_per_s"]))
+                  prefill_time_ratio=tg_records[batch]["prefill_s"] / base["records"][batch]["prefill_s"],
+                  decode_tokens_per_s_ratio=tg_records[batch]["decode_tokens_per_s"]
+                  / base["records"][batch]["decode_tokens_per_s"]))
+    if hf_llava:
+        compare_hf_llava(base, llm, device, dtype, batch_sizes)
 
 
 def train_section(llm: str, stage: int, device: str, dtype: torch.dtype, tiny: bool) -> None:
@@ -232,6 +287,12 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", type=int, choices=(1, 2), default=1)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="the tiny preset (CPU smoke test of this script)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES), metavar="N",
+                        help="generate: the batch sizes measured (default: %(default)s)")
+    parser.add_argument("--no-batching-check", dest="batching_check", action="store_false",
+                        help="generate: skip the greedy answers at batch 1 vs 8")
+    parser.add_argument("--hf-llava", action="store_true",
+                        help="generate: also time transformers' LlavaForConditionalGeneration with the baseline's weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -246,7 +307,8 @@ def main(argv=None) -> int:
                   device=torch.cuda.get_device_name() if args.device == "cuda" else args.device,
                   memory_gib=torch.cuda.get_device_properties(0).total_memory / GIB if args.device == "cuda" else None))
     elif args.section == "generate":
-        generate_section(args.llm, args.device, dtype, args.tiny)
+        generate_section(args.llm, args.device, dtype, args.tiny, args.batch_sizes, args.batching_check,
+                         args.hf_llava)
     else:
         train_section(args.llm, args.stage, args.device, dtype, args.tiny)
     return 0

@@ -108,3 +108,13 @@ def test_to_hf_llava_refuses_tg_weights():
 
     with pytest.raises(TGLlavaCheckpointError, match="text_guided_mask"):
         to_hf_llava_state_dict({"text_guided_mask.query_tokens": torch.zeros(1)})
+
+
+def test_hf_llava_config_refuses_tg_config():
+    from tg_llava_eval.checkpoints.converting import hf_llava_config
+    from tg_llava_eval.variants import get_variant
+
+    with pytest.raises(TGLlavaCheckpointError, match="both TG switches off"):
+        hf_llava_config(get_variant("tiny").config())
+    hf = hf_llava_config(get_variant("tiny-baseline").config())
+    assert hf.image_seq_length == get_variant("tiny-baseline").config().num_patches

@@ -38,6 +38,7 @@ _PUBLIC_API = {
     "assemble_checkpoint": ".assembling",
     "switch_checkpoint": ".switching",
     "official_to_hf": ".converting",
+    "hf_llava_config": ".converting",
     "to_hf_llava_state_dict": ".converting",
     "convert_checkpoint": ".converting",
 }

@@ -218,6 +218,31 @@ def official_to_hf(
     return result
 
 
+def hf_llava_config(config):
+    """transformers' ``LlavaConfig`` of our LLaVA-1.5 baseline ``config`` (a :class:`TGLlavaConfig`
+    with both TG switches off), for :func:`to_hf_llava_state_dict`'s weights.
+
+    Same towers, LLM, projector activation, feature layer and image token; llava-hf's "default"
+    feature selection drops the CLS token as ours does, so ``image_seq_length`` is the patch count.
+
+    Raises:
+        TGLlavaCheckpointError: ``config`` has TG-FOM or TG-DP switched on (not a baseline).
+    """
+    from transformers import LlavaConfig
+
+    if config.use_text_guided_mask or config.use_detail_perceiver:
+        raise TGLlavaCheckpointError("only a LLaVA-1.5 baseline (both TG switches off) maps to LLaVA")
+    return LlavaConfig(
+        vision_config=config.vision_config.to_dict(),
+        text_config=config.text_config.to_dict(),
+        image_token_index=config.image_token_id,
+        image_seq_length=config.num_patches,
+        vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy="default",
+        projector_hidden_act=config.projector_hidden_act,
+    )
+
+
 def to_hf_llava_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our LLaVA-1.5 weights (both TG switches off) in transformers' ``LlavaForConditionalGeneration``
     layout, e.g. to use a baseline trained here with stock transformers.
@@ -343,6 +368,7 @@ __all__ = [
     "ConversionResult",
     "map_official_key",
     "official_to_hf",
+    "hf_llava_config",
     "to_hf_llava_state_dict",
     "convert_checkpoint",
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
-from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
+from tg_llava_eval.checkpoints.converting import hf_llava_config, to_hf_llava_state_dict
 from tg_llava_eval.errors import TGLlavaInputError
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
 from tg_llava_eval.variants import get_variant
@@ -153,16 +153,7 @@ def test_baseline_equals_transformers_llava():
     """Both switches off = LLaVA-1.5: same logits as LlavaForConditionalGeneration, same weights."""
     ours = tiny_model("tiny-baseline")
     config = ours.config
-    hf_config = LlavaConfig(
-        vision_config=config.vision_config.to_dict(),
-        text_config=config.text_config.to_dict(),
-        image_token_index=config.image_token_id,
-        image_seq_length=config.num_patches,
-        vision_feature_layer=config.vision_feature_layer,
-        vision_feature_select_strategy="default",
-        projector_hidden_act=config.projector_hidden_act,
-    )
-    hf = LlavaForConditionalGeneration(hf_config).eval()
+    hf = LlavaForConditionalGeneration(hf_llava_config(config)).eval()
     mapped = to_hf_llava_state_dict(ours.state_dict())
     missing, unexpected = hf.load_state_dict(mapped, strict=False)
     assert unexpected == [] and [k for k in missing if not k.endswith("position_ids")] == []
