@@ -16,7 +16,7 @@ Cases, in order (each prints its peak RSS next to an analytic estimate, see ``me
   cut at 77 CLIP tokens with its EOS kept;
 * ``baseline_576``: the same weights with both TG switches off (LLaVA-1.5): 576 visual tokens;
 * ``round_trip``: save -> load in sharded safetensors (bf16, the dtype checkpoints ship in),
-  every tensor and the logits identical;
+  every tensor identical, and the logits of the text prompt;
 * ``official_convert``: an official-layout checkpoint at the real shapes (official key table at
   H = 3584 / 4096 / 5120, derived from the H = 1024 table, ``official_layout.py``) -> ``convert``
   -> strict load: nothing missing or unexpected, the 22 never-computed keys dropped and reported;
@@ -38,7 +38,7 @@ import contextlib
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -115,7 +115,6 @@ class Built:
     scratch: Path
     create_peak: PeakRSS
     create_status: int
-    shared: dict = field(default_factory=dict)
 
     @property
     def config(self) -> TGLlavaConfig:
@@ -249,7 +248,6 @@ def test_generate_fp32_640_visual_tokens(real, test_image, runtime_rss):
     [guide_ids] = seen.guide_ids
     assert guide_ids.shape == (1, 77)
     assert guide_ids[0, 0] == guide.bos_token_id and guide_ids[0, -1] == guide.eos_token_id
-    real.shared["features"] = (prefill["patch_features"], prefill["crop_features"])
     record_memory("generate_fp32", real.llm, peak, inference_estimate(
         runtime_rss, engine.model, config, images=1 + config.num_crops, tokens=prefill["input_ids"].shape[1],
         element=FP32))
@@ -275,20 +273,21 @@ def test_baseline_576_visual_tokens(real, test_image, runtime_rss):
 
 
 # ---------------------------------------------------------------------------------- round trip
-def test_round_trip_sharded_safetensors(real, test_image, runtime_rss):
-    patch_features, crop_features = real.shared.get("features") or pytest.skip("needs generate_fp32's features")
+def test_round_trip_sharded_safetensors(real, runtime_rss):
+    # Every tensor is compared exactly below; the logits check runs the LLM on the text prompt only:
+    # with the 640 image positions a bf16 forward costs ~15 s per model on a CPU without
+    # AVX512-BF16 (its weights, TG's included, are already compared one by one).
     processor = TGLlavaProcessor.from_pretrained(real.checkpoint)
-    prompt = processor.apply_template(LONG_QUESTION, has_image=True)
-    inputs = processor([prompt], [test_image], [processor.inference_guide_text(LONG_QUESTION)])
-    inputs = {k: v for k, v in inputs.items() if k not in ("pixel_values", "crop_pixel_values")}
+    prompt = processor.apply_template(LONG_QUESTION, has_image=False)
+    inputs = {"input_ids": processor.tokenizer([prompt], return_tensors="pt")["input_ids"]}
     folder = real.scratch / "round-trip"
     with PeakRSS() as peak:
         model = TGLlavaForConditionalGeneration.from_pretrained(real.checkpoint, dtype=torch.bfloat16).eval()
         model.save_pretrained(folder, max_shard_size=SHARD_SIZE)
         loaded = TGLlavaForConditionalGeneration.from_pretrained(folder).eval()
         with torch.no_grad():
-            before = model(**inputs, patch_features=patch_features, crop_features=crop_features).logits
-            after = loaded(**inputs, patch_features=patch_features, crop_features=crop_features).logits
+            before = model(**inputs).logits
+            after = loaded(**inputs).logits
     index = json.loads((folder / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1, "the round trip must go through several shards"
     assert loaded.dtype == torch.bfloat16
@@ -299,7 +298,6 @@ def test_round_trip_sharded_safetensors(real, test_image, runtime_rss):
     tokens = inputs["input_ids"].shape[1]
     estimate = (Estimate().add("runtime", runtime_rss).add("weights x2", 2 * parameter_bytes(model))
                 .add("fp32 file read", file_bytes(real.checkpoint))
-                .add("fusion", fusion_activation_bytes(model.config, BF16))
                 .add("llm", 2 * llm_activation_bytes(model.config, tokens, tokens, BF16)))
     del model, loaded, before, after, original
     shutil.rmtree(folder)
