@@ -5,8 +5,9 @@ For each paper LLM (Vicuna-13B, Llama-3-8B, Qwen2-7B) one model is built per mod
 ``CLIPModel`` (real vision and text towers, the real CLIP BPE) and a random LLM at the real width,
 heads, KV heads and vocabulary but one decoder layer (``text_config.num_hidden_layers=1``), saved
 in HF format, assembled by ``tg-llava-eval create --vision DIR --llm DIR`` with real TG-FOM (576
-queries) and TG-DP (2304 crop positions -> 64 latents). The LLM tokenizer is the one the tests
-build locally for the template (its real special tokens); the guide tokenizer is the full CLIP BPE.
+queries) and TG-DP (2304 crop positions -> 64 latents). The LLM tokenizer is Qwen2's real vocabulary
+(``tests/real_vocabularies.py``) for Qwen2 and the one the tests build locally for the template (its
+real special tokens) for the other two (``llm_tokenizer``); the guide tokenizer is the full CLIP BPE.
 
 Cases, in order (each prints its peak RSS next to an analytic estimate, see ``memory.py``):
 
@@ -46,6 +47,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from tests.real_vocabularies import real_vocabulary_tokenizer
 from tg_llava_eval.checkpoints.converting import convert_checkpoint, map_official_key
 from tg_llava_eval.cli import main as cli_main
 from tg_llava_eval.inference import GenerationRequest, TGLlavaEngine
@@ -76,6 +78,8 @@ ONE_LAYER_FLAG = "text_config.num_hidden_layers=1"
 #: Where the costlier cases run: stage 2 fits in memory at the Vicuna-13B width (LLM 0.65 B + TG
 #: 0.13 B trainable parameters); bf16 generation once.
 STAGE2_LLM = BF16_LLM = "vicuna-13b"
+#: Templates whose real vocabulary the tier's LLM gets (``llm_tokenizer``).
+REAL_VOCABULARY_IN_TIER = ("qwen_2",)
 NEW_TOKENS = 2
 FP32, BF16 = 4, 2  # bytes per element
 #: Shard size of the round trip (several shards at every width) and of the official layout.
@@ -131,6 +135,16 @@ def meta_parameter_count(config: TGLlavaConfig) -> int:
         return count_parameters(TGLlavaForConditionalGeneration(config))
 
 
+def llm_tokenizer(template: str):
+    """The LLM tokenizer of the tier: the real vocabulary where one fits the preset's embedding
+    (Qwen2: 151 647 tokens with ``<image>`` in 152 064 rows, ``tests/real_vocabularies.py``), else
+    the one built for the template (Llama-3's real 128 256 + ``<image>`` would make ``create`` grow
+    the preset's 128 256 rows; no package ships Vicuna's SentencePiece model)."""
+    if template in REAL_VOCABULARY_IN_TIER:
+        return real_vocabulary_tokenizer(template)
+    return build_llm_tokenizer(template)
+
+
 @pytest.fixture(scope="module", params=PAPER_LLMS)
 def real(request, real_dir, clip_dir, runtime_rss) -> Built:
     """The LLM part (1 layer, real width, bf16 as LLMs ship) and the checkpoint ``create`` assembles."""
@@ -144,7 +158,7 @@ def real(request, real_dir, clip_dir, runtime_rss) -> Built:
         torch.manual_seed(1)
         language_model = AutoModelForCausalLM.from_config(variant.config(**ONE_LAYER).text_config, dtype=torch.bfloat16)
     language_model.save_pretrained(llm_dir)
-    build_llm_tokenizer(variant.template).save_pretrained(llm_dir)
+    llm_tokenizer(variant.template).save_pretrained(llm_dir)
     del language_model
     release_freed_memory()
     with PeakRSS() as peak:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import zlib
 
+import pytest
+
+from tests.real_vocabularies import REAL_VOCABULARY_TEMPLATES
 from tg_llava_eval.conversation import TEMPLATES
 
 #: The official templates (the golden prompts cover exactly these; qwen_2_bare is ours).
@@ -17,6 +20,25 @@ SMALL_IMAGE_SIZE = 32
 SMALL_NUM_IMAGE_TOKENS = 5
 GUIDE_MAX_LENGTH = 77
 IGNORE = -100
+
+#: The tokenizer a template test runs on: the locally built tiny one (``build_llm_tokenizer``) or
+#: the model's real vocabulary (``tests/real_vocabularies.py``), where a package ships it.
+BUILT, REAL = "built", "real"
+
+
+def with_vocabularies(templates) -> list:
+    """``(template, vocabulary)`` cases: every template on its built tokenizer, and on its real one
+    where there is one (``llama_3``, ``qwen_2``; Vicuna's SentencePiece model ships nowhere).
+
+    The real cases are marked ``slow``: building a 150 000-rank vocabulary takes a few seconds
+    (once per session), which ``make test-quick`` leaves to ``make test``.
+    """
+    cases = []
+    for template in templates:
+        cases.append(pytest.param(template, BUILT, id=f"{template}-{BUILT}"))
+        if template in REAL_VOCABULARY_TEMPLATES:
+            cases.append(pytest.param(template, REAL, id=f"{template}-{REAL}", marks=pytest.mark.slow))
+    return cases
 
 
 def supervised_runs(input_ids, labels) -> list[list[int]]:

@@ -2,7 +2,8 @@
 
 Every case goes through the processor's real paths: ``apply_template`` (generation, as the official
 runner builds it), ``training_segments`` (the string the official training code tokenizes) and
-the guide rules (``training_guide_text`` / ``inference_guide_text``).
+the guide rules (``training_guide_text`` / ``inference_guide_text``). The training strings are also
+tokenised with labels, on the built tokenizers and on the real Llama-3/Qwen2 vocabularies.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from tg_llava_eval.errors import TGLlavaConfigError, TGLlavaInputError
 from tg_llava_eval.processing import get_template, move_image_marker_to_front, training_guide_text
 
-from .helpers import TEMPLATE_NAMES
+from .helpers import TEMPLATE_NAMES, with_vocabularies
 
 Q1, A1 = "What is in this image?", "A red ball on a wooden table."
 Q2, A2 = "What colour is the table?", "It is brown."
@@ -50,10 +51,10 @@ def test_generation_prompt_matches_official_runner(template, golden_prompts, mak
     assert processor.inference_guide_text("<image>\n" + Q1) == golden_prompts[template]["gen_single_turn_text_guide(runner)"]
 
 
-@pytest.mark.parametrize("template", TEMPLATE_NAMES)
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(TEMPLATE_NAMES))
 @pytest.mark.parametrize("case", sorted(RAW_SAMPLES))
-def test_training_string_and_guide_match_official(template, case, golden_prompts, make_processor):
-    processor = make_processor(template)
+def test_training_string_and_guide_match_official(template, vocabulary, case, golden_prompts, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     golden = golden_prompts[template][case]
     raw = RAW_SAMPLES[case]
     if golden is None:

@@ -13,7 +13,7 @@ from PIL import Image
 from tg_llava_eval.errors import TGLlavaCheckpointError, TGLlavaConfigError, TGLlavaInputError
 from tg_llava_eval.processing import TGLlavaProcessor, build_clip_image_processor
 
-from .helpers import GUIDE_MAX_LENGTH, IGNORE, SMALL_NUM_IMAGE_TOKENS
+from .helpers import BUILT, GUIDE_MAX_LENGTH, IGNORE, REAL, SMALL_NUM_IMAGE_TOKENS, with_vocabularies
 
 QUESTIONS = ["What colour is the circle?", "How many squares are there in the top left corner of the image?", "Is it red?"]
 
@@ -41,9 +41,9 @@ def test_build_inputs_expands_the_image_token(make_processor):
     assert processor.guide_tokenizer.decode(batch["guide_input_ids"][0], skip_special_tokens=True) == "what colour is the circle ?"
 
 
-@pytest.mark.parametrize("template", ["qwen_2", "vicuna_v1"])
-def test_left_padded_batch_equals_single_samples(template, make_processor):
-    processor = make_processor(template)
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2", "llama_3", "vicuna_v1"]))
+def test_left_padded_batch_equals_single_samples(template, vocabulary, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     prompts, images, guides = _batch_inputs(processor)
     batch = processor(prompts, images, guides, padding_side="left")
     length = batch["input_ids"].shape[1]
@@ -116,8 +116,9 @@ def test_500_token_question(make_processor, caplog):
     assert "keeping the first 76" in caplog.text
 
 
-def test_continuation_labels_cover_only_the_continuation(make_processor):
-    processor = make_processor("qwen_2")
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2", "llama_3"]))
+def test_continuation_labels_cover_only_the_continuation(template, vocabulary, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     prompt = processor.apply_template("What colour is the circle?", has_image=True)
     batch = processor([prompt, prompt], [Image.new("RGB", (8, 8))] * 2, ["What colour is the circle?"] * 2,
                       padding_side="right", continuations=["red", "The circle is dark blue."])
@@ -193,11 +194,17 @@ def test_constructor_rejects_inconsistent_settings(llm_tokenizers, guide_tokeniz
 
 
 @pytest.mark.parametrize(
-    ("template", "stop_tokens"),
-    [("qwen_2", ["<|im_end|>"]), ("llama_3", ["<|eot_id|>"]), ("vicuna_v1", ["</s>"])],
+    ("template", "vocabulary", "stop_tokens"),
+    [
+        ("qwen_2", BUILT, ["<|im_end|>"]),
+        ("llama_3", BUILT, ["<|eot_id|>"]),
+        ("vicuna_v1", BUILT, ["</s>"]),
+        pytest.param("qwen_2", REAL, ["<|im_end|>"], marks=pytest.mark.slow),
+        pytest.param("llama_3", REAL, ["<|eot_id|>"], marks=pytest.mark.slow),
+    ],
 )
-def test_stop_tokens(template, stop_tokens, make_processor):
-    processor = make_processor(template)
+def test_stop_tokens(template, vocabulary, stop_tokens, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     assert processor.tokenizer.convert_ids_to_tokens(processor.stop_token_ids) == stop_tokens
 
 

@@ -1,4 +1,7 @@
-"""Local tokenizer builders: special tokens per family, offline round trip, determinism, corpus."""
+"""Local tokenizer builders: special tokens per family, offline round trip, determinism, corpus.
+
+The special-token, role and round-trip checks also run on the real Llama-3/Qwen2 vocabularies of
+``tests/real_vocabularies.py``, which must behave like the built tokenizers of their family."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from transformers import AutoTokenizer
 
 from tg_llava_eval.errors import TGLlavaConfigError
 from tg_llava_eval.processing import build_guide_tokenizer, build_llm_tokenizer, default_corpus
+
+from .helpers import with_vocabularies
 
 SPECIALS = {
     "qwen_2": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"],
@@ -22,9 +27,9 @@ ROLES = {
 SAMPLES = ["A red circle in the top left corner.", "Zählen Sie die Würfel: 3 × 🟥!", "two  spaces\nand a newline\n"]
 
 
-@pytest.mark.parametrize("template", sorted(SPECIALS))
-def test_special_tokens_are_single_tokens(template, llm_tokenizers):
-    tokenizer = llm_tokenizers[template]
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(sorted(SPECIALS)))
+def test_special_tokens_are_single_tokens(template, vocabulary, tokenizer_for):
+    tokenizer = tokenizer_for(template, vocabulary)
     for token in SPECIALS[template]:
         ids = tokenizer(token, add_special_tokens=False)["input_ids"]
         assert len(ids) == 1 and tokenizer.convert_ids_to_tokens(ids) == [token], token
@@ -38,14 +43,17 @@ def test_bos_behaviour_per_family(llm_tokenizers):
     assert llm_tokenizers["plain"].bos_token == "<s>"
 
 
-@pytest.mark.parametrize("template", sorted(SPECIALS))
-def test_offline_round_trip_and_lossless_text(template, llm_tokenizers, tmp_path):
-    tokenizer = llm_tokenizers[template]
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(sorted(SPECIALS)))
+def test_offline_round_trip_and_lossless_text(template, vocabulary, tokenizer_for, tmp_path):
+    tokenizer = tokenizer_for(template, vocabulary)
     tokenizer.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    assert len(reloaded) == len(tokenizer)
     for text in SAMPLES:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert reloaded(text, add_special_tokens=False)["input_ids"] == ids
+        # The BOS rule survives the round trip (the checkpoint's tokenizer is a reloaded one).
+        assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
         assert tokenizer.decode(ids) == text
 
 

@@ -1,5 +1,9 @@
 """Training tokenisation: label-mask goldens per template (multi-turn included), verification of
-segment boundaries, sample errors, truncation and the training collator."""
+segment boundaries, sample errors, truncation and the training collator.
+
+The label-mask and mismatch-guard tests of ``llama_3`` and ``qwen_2`` run on both the built tiny
+tokenizer and the model's real vocabulary (``helpers.with_vocabularies``): BPE merges across a
+segment boundary only show with the real merges."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from PIL import Image
 from tg_llava_eval.errors import TGLlavaInputError
 from tg_llava_eval.processing import LabelMismatchError, get_template
 
-from .helpers import IGNORE, SMALL_NUM_IMAGE_TOKENS, supervised_runs
+from .helpers import IGNORE, SMALL_NUM_IMAGE_TOKENS, supervised_runs, with_vocabularies
 
 Q1, A1 = "What is in this image?", "A red ball on a wooden table."
 Q2, A2 = "What colour is the table?", "It is brown."
@@ -44,9 +48,9 @@ def _masked_runs(input_ids, labels):
     return runs + ([current] if current else [])
 
 
-@pytest.mark.parametrize("template", ["qwen_2", "llama_3", "vicuna_v1"])
-def test_multi_turn_labels_supervise_exactly_the_answers(template, make_processor):
-    processor = make_processor(template)
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2", "llama_3", "vicuna_v1"]))
+def test_multi_turn_labels_supervise_exactly_the_answers(template, vocabulary, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     tokenizer = processor.tokenizer
     sample = processor.tokenize_training_sample(TWO_TURNS, has_image=True)
     assert len(sample.input_ids) == len(sample.labels)
@@ -70,9 +74,10 @@ def test_vicuna_answer_starts_with_its_space_token(make_processor):
     assert sample.input_ids[0] == processor.tokenizer.bos_token_id and sample.labels[0] == IGNORE
 
 
-def test_llama3_double_bos_is_masked(make_processor):
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["llama_3"]))
+def test_llama3_double_bos_is_masked(template, vocabulary, make_processor):
     # Meta-style tokenizer BOS + the template's own <|begin_of_text|> (official behaviour).
-    processor = make_processor("llama_3")
+    processor = make_processor(template, vocabulary=vocabulary)
     sample = processor.tokenize_training_sample(ONE_TURN, has_image=True)
     bos = processor.tokenizer.convert_tokens_to_ids("<|begin_of_text|>")
     assert sample.input_ids[:2] == [bos, bos] and sample.labels[:2] == [IGNORE, IGNORE]
@@ -91,9 +96,9 @@ def test_plain_masks_image_and_supervises_caption_and_newline(make_processor):
     assert sample.guide_text == Q1
 
 
-@pytest.mark.parametrize("template", ["qwen_2", "vicuna_v1"])
-def test_text_only_sample_has_no_image_tokens(template, make_processor):
-    processor = make_processor(template)
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2", "llama_3", "vicuna_v1"]))
+def test_text_only_sample_has_no_image_tokens(template, vocabulary, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     sample = processor.tokenize_training_sample(
         [{"from": "human", "value": Q2}, {"from": "gpt", "value": A2}], has_image=False
     )
@@ -101,20 +106,22 @@ def test_text_only_sample_has_no_image_tokens(template, make_processor):
     assert [processor.tokenizer.decode(r) for r in supervised_runs(sample.input_ids, sample.labels)] == EXPECTED_SUPERVISED[template][1:]
 
 
-def test_boundary_inside_a_token_raises_label_mismatch(make_processor):
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2"]))
+def test_boundary_inside_a_token_raises_label_mismatch(template, vocabulary, make_processor):
     # A template whose answer starts in the middle of a word: "...assistant\nTh" + "ere are ...".
-    # "There" is one token of the tiny Qwen2 vocabulary, so the segment boundary splits a token.
-    qwen = get_template("qwen_2")
+    # "There" is one token of the tiny and of the real Qwen2 vocabulary, so the segment boundary
+    # splits a token.
+    qwen = get_template(template)
     broken = dataclasses.replace(qwen, name="broken", assistant_prefix=qwen.assistant_prefix + "Th")
     sample = [{"from": "human", "value": "<image>\nHow many squares are there?"}, {"from": "gpt", "value": "ere are two squares."}]
-    processor = make_processor(broken, tokenizer_of="qwen_2")
+    processor = make_processor(broken, tokenizer_of=template, vocabulary=vocabulary)
     assert processor.tokenizer.tokenize("There")[0] == "There"
     with pytest.raises(LabelMismatchError, match="label mismatch at the end of segment 0"):
         processor.tokenize_training_sample(sample, has_image=True)
     assert issubclass(LabelMismatchError, TGLlavaInputError)
     # Control: the registered template splits the same text cleanly.
     clean = [{"from": "human", "value": "<image>\nHow many squares are there?"}, {"from": "gpt", "value": "There are two squares."}]
-    runs = supervised_runs(*dataclasses.astuple(make_processor("qwen_2").tokenize_training_sample(clean, True))[:2])
+    runs = supervised_runs(*dataclasses.astuple(make_processor(template, vocabulary=vocabulary).tokenize_training_sample(clean, True))[:2])
     assert processor.tokenizer.decode(runs[0]) == "There are two squares.<|im_end|>"
 
 
@@ -138,8 +145,9 @@ def test_bad_samples_raise_naming_the_problem(conversation, has_image, message, 
         make_processor("qwen_2").tokenize_training_sample(conversation, has_image=has_image)
 
 
-def test_truncation_after_image_expansion(make_processor):
-    processor = make_processor("qwen_2")
+@pytest.mark.parametrize(("template", "vocabulary"), with_vocabularies(["qwen_2", "llama_3"]))
+def test_truncation_after_image_expansion(template, vocabulary, make_processor):
+    processor = make_processor(template, vocabulary=vocabulary)
     full = processor.tokenize_training_sample(TWO_TURNS, has_image=True)
     answer_start = next(i for i, label in enumerate(full.labels) if label != IGNORE)
     first_answer_end = next(i for i in range(answer_start, len(full.labels)) if full.labels[i] == IGNORE)
