@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from transformers import get_cosine_schedule_with_warmup
 
 from tg_llava_eval.checkpoints.assembling import assemble_checkpoint
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--stage1-rows", type=int, default=defaults.n_stage1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

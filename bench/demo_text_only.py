@@ -36,6 +36,7 @@ import random
 import time
 
 import torch
+from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
 from tg_llava_eval.checkpoints.creating import build_tokenizers, config_for_tokenizers
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from PIL import Image
 
 from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
@@ -163,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-real", action="store_true", help="skip the CUDA real-dimension part")
     args = parser.parse_args(argv)
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     report = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args(argv)
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.WARNING)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 

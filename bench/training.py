@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from bench_common import keep_stdout_for_json, stdout_to_stderr  # noqa: E402 - bench/ is the script folder
 
 from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.demo.synthetic.dataset import generate_synthetic_dataset
@@ -49,15 +50,16 @@ def measure(stage: str, variant: str, checkpoint: Path, data, workdir: Path, ste
     """One training run; returns tokens/s and samples/s over its ``train_runtime``."""
     output = workdir / f"{variant}-{stage}"
     shutil.rmtree(output, ignore_errors=True)
-    report = run_stage(StageRun(
-        stage=stage, variant=variant, model_path=checkpoint, stage1_dir=checkpoint if stage == "finetune" else None,
-        data_path=data.stage1_json if stage == "pretrain" else data.stage2_json, image_dir=data.image_dir,
-        output_dir=output, use_deepspeed=False,
-        training_flags=("--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
-                        "--gradient_accumulation_steps", "1", "--bf16", "False", "--gradient_checkpointing", "False",
-                        "--save_strategy", "no", "--disable_tqdm", "True", "--include_num_input_tokens_seen", "True",
-                        "--dataloader_num_workers", "0"),
-    ))
+    with stdout_to_stderr():  # the Trainer prints its log dicts (``--disable_tqdm True``)
+        report = run_stage(StageRun(
+            stage=stage, variant=variant, model_path=checkpoint, stage1_dir=checkpoint if stage == "finetune" else None,
+            data_path=data.stage1_json if stage == "pretrain" else data.stage2_json, image_dir=data.image_dir,
+            output_dir=output, use_deepspeed=False,
+            training_flags=("--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
+                            "--gradient_accumulation_steps", "1", "--bf16", "False", "--gradient_checkpointing", "False",
+                            "--save_strategy", "no", "--disable_tqdm", "True", "--include_num_input_tokens_seen", "True",
+                            "--dataloader_num_workers", "0"),
+        ))
     runtime = report["metrics"]["train_runtime"]
     tokens = max(entry.get("num_input_tokens_seen", 0) for entry in report["log_history"])
     return {"tokens_per_second": tokens / runtime, "samples_per_second": steps * batch / runtime}
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 = stable on a shared CPU)")
     args = parser.parse_args()
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_common import REPO_ROOT, tiny_datasets  # noqa: E402 - bench/ is the script folder
+from bench_common import REPO_ROOT, keep_stdout_for_json, tiny_datasets  # noqa: E402 - bench/ is the script folder
 
 RUN_PY = REPO_ROOT / "run.py"
 BENCH_NAME = "tg_bench_batching"
@@ -70,17 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def create_random_checkpoint(variant: str, directory: Path) -> str:
-    """A random-init checkpoint of ``variant`` (seed 0), written by a child process.
+    """A random-init checkpoint of ``variant`` (seed 0).
 
-    A child, because importing the checkpoint code loads DeepSpeed, which logs to stdout, and stdout
-    carries this script's JSON.
+    Saving it loads DeepSpeed (transformers' ``save_pretrained``), whose log lines would land on
+    stdout, which carries this script's JSON: ``main`` calls ``keep_stdout_for_json`` first.
     """
-    code = ("import sys; from tg_llava_eval.checkpoints.creating import create_checkpoint; "
-            "create_checkpoint(sys.argv[1], sys.argv[2], seed=0)")
-    done = subprocess.run([sys.executable, "-c", code, variant, str(directory)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"creating a {variant} checkpoint failed:\n{done.stderr[-4000:]}")
-    return str(directory)
+    from tg_llava_eval.checkpoints.creating import create_checkpoint
+
+    return str(create_checkpoint(variant, directory, seed=0))
 
 
 def run_once(batch_size: int, config: Path, model_path: str, args: argparse.Namespace, work: Path, env: dict) -> dict:
@@ -113,6 +110,7 @@ def run_once(batch_size: int, config: Path, model_path: str, args: argparse.Name
 def main(argv=None) -> int:
     """Write the tables, run ``run.py`` per batch size, print the JSON; exit 1 on differing predictions."""
     args = build_parser().parse_args(argv)
+    keep_stdout_for_json()
     if args.rows % args.per_image:
         raise SystemExit(f"--rows ({args.rows}) must be a multiple of --per-image ({args.per_image})")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

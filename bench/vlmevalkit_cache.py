@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import tiny_datasets  # noqa: E402 - bench/ is the script folder
+from bench_common import keep_stdout_for_json, tiny_datasets  # noqa: E402 - bench/ is the script folder
 
 BENCH_NAME = "tg_bench_cache"
 WARMUP_NAME = "tg_bench_warmup"
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
         Exit status 0.
     """
     args = build_parser().parse_args(argv)
+    keep_stdout_for_json()
     if args.questions % args.per_image:
         raise SystemExit(f"--questions ({args.questions}) must be a multiple of --per-image ({args.per_image})")
     logging.basicConfig(level=logging.WARNING)
