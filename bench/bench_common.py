@@ -30,6 +30,20 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def default_dtype(dtype) -> Iterator[None]:
+    """Build modules inside the block with parameters created in ``dtype`` (a 7-13 B model made
+    straight in bfloat16 never holds an fp32 copy); the previous default is restored after."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def keep_stdout_for_json() -> None:
     """Import :data:`STDOUT_WRITING_IMPORTS` now, with stdout sent to stderr while they load.
 

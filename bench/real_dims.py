@@ -50,7 +50,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import transformers
-from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
+from bench_common import default_dtype, keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from PIL import Image
 
 from tg_llava_eval.checkpoints.creating import config_for_tokenizers
@@ -192,14 +192,10 @@ def build(args):
         raise SystemExit(f"{names[1]} does not share {names[0]}'s vision tower, projector and LLM sizes")
 
     dtype = getattr(torch, args.dtype)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
     start = time.perf_counter()
-    try:
+    with default_dtype(dtype):
         torch.manual_seed(0)
         model = TGLlavaForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default)
     built_s = time.perf_counter() - start
     logger.info("built %s (%d layer LLM) in %.1f s", names[0], config.text_config.num_hidden_layers, built_s)
     processors = {"tg": TGLlavaProcessor.from_config(config, tokenizer, guide),

@@ -31,6 +31,7 @@ import sys
 import time
 
 import torch
+from bench_common import default_dtype, keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from PIL import Image
 
 from tg_llava_eval.modeling import TGLlavaConfig, TGLlavaForConditionalGeneration
@@ -100,14 +101,9 @@ def build(name: str, device: str, dtype: torch.dtype, tokenizers=None):
         from tg_llava_eval.checkpoints.creating import config_for_tokenizers
 
         config = config_for_tokenizers(preset, tokenizer, guide)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            torch.manual_seed(0)
-            model = TGLlavaForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default)
+    with default_dtype(dtype), torch.device(device):
+        torch.manual_seed(0)
+        model = TGLlavaForConditionalGeneration(config).eval()
     processor = TGLlavaProcessor.from_config(config, tokenizer, guide)
     return model, processor, (tokenizer, guide)
 
@@ -193,13 +189,8 @@ def compare_hf_llava(base: dict, llm: str, device: str, dtype: torch.dtype, batc
     from tg_llava_eval.checkpoints.converting import hf_llava_config, to_hf_llava_state_dict
 
     ours, processor = base["model"], base["processor"]
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            hf = LlavaForConditionalGeneration(hf_llava_config(ours.config)).eval()
-    finally:
-        torch.set_default_dtype(default)
+    with default_dtype(dtype), torch.device(device):
+        hf = LlavaForConditionalGeneration(hf_llava_config(ours.config)).eval()
     missing, unexpected = hf.load_state_dict(to_hf_llava_state_dict(ours.state_dict()), strict=False)
     missing = [key for key in missing if not key.endswith("position_ids")]
     greedy = dict(do_sample=False, pad_token_id=processor.pad_token_id, max_new_tokens=NEW_TOKENS // 2)
@@ -294,6 +285,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hf-llava", action="store_true",
                         help="generate: also time transformers' LlavaForConditionalGeneration with the baseline's weights")
     args = parser.parse_args(argv)
+    keep_stdout_for_json()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("real_width_gpu: no CUDA device visible to torch; run on a GPU machine (or --device cpu --tiny)",
