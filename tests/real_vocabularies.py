@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 from transformers import PreTrainedTokenizerFast
 
 from tg_llava_eval.conversation import get_template
@@ -61,7 +61,9 @@ from tg_llava_eval.processing.tokenizers import (
     DEFAULT_IMAGE_TOKEN,
     LLAMA3_PRETOKENIZE_PATTERN,
     QWEN2_PRETOKENIZE_PATTERN,
+    byte_level_pre_tokenizer,
     bytes_to_unicode,
+    llama3_fast_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,13 +73,11 @@ LLAMA3_NUM_RANKS = 128_000
 LLAMA3_NUM_SPECIAL_TOKENS = 256
 LLAMA3_VOCAB_SIZE = LLAMA3_NUM_RANKS + LLAMA3_NUM_SPECIAL_TOKENS
 #: Qwen2: 151 643 BPE ranks, then its 3 special tokens (tokenizer length 151 646; the model's
-#: embedding is padded to ``Qwen2Config.vocab_size`` = 152 064).
+#: embedding is padded further, to the preset's ``text_config.vocab_size``).
 QWEN2_NUM_RANKS = 151_643
 QWEN2_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN2_TOKENIZER_LENGTH = QWEN2_NUM_RANKS + len(QWEN2_SPECIAL_TOKENS)
-QWEN2_CONFIG_VOCAB_SIZE = 152_064
 
-LLAMA3_BOS, LLAMA3_EOS, LLAMA3_PAD = "<|begin_of_text|>", "<|eot_id|>", "<|reserved_special_token_0|>"
 QWEN2_EOS, QWEN2_PAD = "<|im_end|>", "<|endoftext|>"
 
 # Byte layouts of quicktok's data files (little-endian; see the module docstring).
@@ -192,12 +192,7 @@ def bpe_from_ranks(ranks: dict[bytes, int]) -> models.BPE:
 def _byte_level_backend(ranks: dict[bytes, int], pattern: str) -> Tokenizer:
     """Byte-level BPE with the model's split regex (the layout of both real ``tokenizer.json`` s)."""
     backend = Tokenizer(bpe_from_ranks(ranks))
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    backend.pre_tokenizer = byte_level_pre_tokenizer(pattern)
     backend.decoder = decoders.ByteLevel()
     return backend
 
@@ -223,16 +218,7 @@ def build_llama3_tokenizer(image_token: str = DEFAULT_IMAGE_TOKEN) -> PreTrained
     backend = _byte_level_backend(ranks, LLAMA3_PRETOKENIZE_PATTERN)
     _add_specials_at_their_ids(backend, specials)
     backend.add_special_tokens([AddedToken(image_token, special=True, normalized=False)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=LLAMA3_BOS,
-        eos_token=LLAMA3_EOS,
-        unk_token=LLAMA3_PAD,
-        pad_token=LLAMA3_PAD,
-        additional_special_tokens=["<|start_header_id|>", "<|end_header_id|>", "<|end_of_text|>", image_token],
-        add_bos_token=True,
-        add_eos_token=False,
-    )
+    return llama3_fast_tokenizer(backend, image_token)
 
 
 def build_qwen2_tokenizer(image_token: str = DEFAULT_IMAGE_TOKEN) -> PreTrainedTokenizerFast:

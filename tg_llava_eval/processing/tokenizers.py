@@ -336,6 +336,40 @@ def default_corpus() -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
+def byte_level_pre_tokenizer(pattern: str) -> pre_tokenizers.PreTokenizer:
+    """GPT-4-style pre-tokenisation (Qwen2 / Llama-3 ``tokenizer.json``): split with the model's regex,
+    then map bytes to GPT-2's byte alphabet without a second regex."""
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+
+
+#: Llama-3's token roles (Meta's tokenizer: pad = unk = the first reserved token) and the special
+#: tokens besides them that the ``llama_3`` template writes.
+LLAMA3_TOKEN_ROLES = {
+    "bos_token": "<|begin_of_text|>",
+    "eos_token": "<|eot_id|>",
+    "unk_token": "<|reserved_special_token_0|>",
+    "pad_token": "<|reserved_special_token_0|>",
+}
+LLAMA3_ADDITIONAL_SPECIAL_TOKENS = ("<|start_header_id|>", "<|end_header_id|>", "<|end_of_text|>")
+
+
+def llama3_fast_tokenizer(backend: Tokenizer, image_token: str) -> PreTrainedTokenizerFast:
+    """A Llama-3 tokenizer around ``backend`` (which holds its specials): Meta's roles, BOS prepended
+    to every text like Meta's, ``image_token`` special."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **LLAMA3_TOKEN_ROLES,
+        additional_special_tokens=[*LLAMA3_ADDITIONAL_SPECIAL_TOKENS, image_token],
+        add_bos_token=True,
+        add_eos_token=False,
+    )
+
+
 def _train_byte_level_bpe(corpus: Sequence[str], vocab_size: int, pattern: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Train a byte-level BPE with a GPT-4-style split pattern (Qwen2 / Llama-3 families).
 
@@ -350,12 +384,7 @@ def _train_byte_level_bpe(corpus: Sequence[str], vocab_size: int, pattern: str) 
     """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    tokenizer.pre_tokenizer = byte_level_pre_tokenizer(pattern)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         show_progress=False,
@@ -388,12 +417,7 @@ def _build_llama3_family(corpus: Sequence[str], vocab_size: int, image_token: st
     vocab, merges = _train_byte_level_bpe(corpus, vocab_size, LLAMA3_PRETOKENIZE_PATTERN)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=False))
     backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_PRETOKENIZE_PATTERN), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    backend.pre_tokenizer = byte_level_pre_tokenizer(LLAMA3_PRETOKENIZE_PATTERN)
     backend.decoder = decoders.ByteLevel()
     specials = [
         "<|begin_of_text|>",
@@ -405,16 +429,7 @@ def _build_llama3_family(corpus: Sequence[str], vocab_size: int, image_token: st
         image_token,
     ]
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot_id|>",
-        unk_token="<|reserved_special_token_0|>",
-        pad_token="<|reserved_special_token_0|>",
-        additional_special_tokens=["<|start_header_id|>", "<|end_header_id|>", "<|end_of_text|>", image_token],
-        add_bos_token=True,
-        add_eos_token=False,
-    )
+    return llama3_fast_tokenizer(backend, image_token)
 
 
 def _build_sentencepiece_family(corpus: Sequence[str], vocab_size: int, image_token: str) -> PreTrainedTokenizerFast:

@@ -31,7 +31,6 @@ from tests.real_vocabularies import (
     LLAMA3_NUM_SPECIAL_TOKENS,
     LLAMA3_SOURCE,
     LLAMA3_VOCAB_SIZE,
-    QWEN2_CONFIG_VOCAB_SIZE,
     QWEN2_NUM_RANKS,
     QWEN2_SOURCE,
     QWEN2_TOKENIZER_LENGTH,
@@ -43,6 +42,7 @@ from tests.real_vocabularies import (
 )
 from tg_llava_eval.processing import LabelMismatchError, default_corpus
 from tg_llava_eval.processing.tokenizers import LLAMA3_PRETOKENIZE_PATTERN, QWEN2_PRETOKENIZE_PATTERN
+from tg_llava_eval.variants import get_variant
 
 from .helpers import IGNORE, REAL, SMALL_NUM_IMAGE_TOKENS, supervised_runs
 
@@ -128,8 +128,9 @@ def test_special_tokens_and_sizes(template):
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [token_id], token
     assert len(tokenizer) == IMAGE_TOKEN_IDS[template] + 1
     if template == "qwen_2":
-        # The image token fits Qwen2's padded embedding; Llama-3's needs one more row.
-        assert len(tokenizer) <= QWEN2_CONFIG_VOCAB_SIZE and tokenizer.bos_token is None
+        # The image token fits Qwen2's padded embedding (the preset's rows); Llama-3's needs one more row.
+        preset_rows = get_variant("tg-llava-qwen2-7b").config().text_config.vocab_size
+        assert len(tokenizer) <= preset_rows and tokenizer.bos_token is None
     assert real_vocabulary_tokenizer(template) is tokenizer  # cached
     assert not getattr(tokenizer, "chat_template", None)  # the project templates are the only source
 
