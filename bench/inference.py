@@ -27,7 +27,7 @@ import torch
 from bench_common import keep_stdout_for_json  # noqa: E402 - bench/ is the script folder
 from PIL import Image
 
-from tg_llava_eval.checkpoints.converting import to_hf_llava_state_dict
+from tg_llava_eval.checkpoints.converting import hf_llava_config, to_hf_llava_state_dict
 from tg_llava_eval.checkpoints.creating import create_checkpoint
 from tg_llava_eval.inference import GenerationRequest, TGLlavaEngine
 from tg_llava_eval.modeling import TGLlavaForConditionalGeneration
@@ -63,14 +63,9 @@ def tiny_latencies(workdir: Path, repeats: int) -> dict:
     t_base = timed(lambda: base.generate(request), repeats)
 
     # transformers' LLaVA with the baseline's weights, same prompt tensors.
-    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
 
-    config = base.model.config
-    hf = LlavaForConditionalGeneration(LlavaConfig(
-        vision_config=config.vision_config.to_dict(), text_config=config.text_config.to_dict(),
-        image_token_index=config.image_token_id, image_seq_length=config.num_patches,
-        vision_feature_layer=config.vision_feature_layer, vision_feature_select_strategy="default",
-    )).eval()
+    hf = LlavaForConditionalGeneration(hf_llava_config(base.model.config)).eval()
     mapped = to_hf_llava_state_dict(base.model.state_dict())
     hf.load_state_dict(mapped, strict=False)
     processor = base.processor
